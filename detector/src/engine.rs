@@ -1,0 +1,842 @@
+//! The detector: event-time tick assembly (watermark, lateness, dedup), the kernels over each
+//! closed tick, and the alert lifecycle.
+
+use std::collections::{HashMap, VecDeque};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+
+use crate::alert::{alert_id, summary, AlertEvent, AlertKind, AlertState, Severity};
+use crate::config::{ConfigError, DetectorConfig, Params};
+use crate::kernels::{self, Common, LatencyCols, PoolCols, RatioCols, SuccessCols};
+use crate::schema;
+use crate::series::{SeriesId, SeriesKey};
+use crate::state::SeriesState;
+use crate::stats::binomial_upper_tail;
+
+/// Why a batch could not be read at all (individual samples are never rejected here: the
+/// decoders do that, and late or duplicate samples are counted in [`DetectorStats`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error("batch is missing column `{0}` or it has the wrong type")]
+    Column(&'static str),
+    #[error("batch refers to series id {id} but only {known} series keys were given")]
+    UnknownSeries { id: SeriesId, known: usize },
+}
+
+/// Counters of what the detector did with the samples it was given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DetectorStats {
+    /// Samples handed to the detector.
+    pub samples: u64,
+    /// Samples evaluated (in a tick, or folded in late but in order).
+    pub processed: u64,
+    /// Second and later copies of a (series, ts) already seen.
+    pub duplicates: u64,
+    /// Samples older than the watermark allows, or older than a newer sample of the same series
+    /// that was already evaluated.
+    pub too_late: u64,
+    /// Samples that missed their tick but were still evaluated in order for their series.
+    pub folded_late: u64,
+    /// Ticks closed.
+    pub ticks: u64,
+    /// Per-cluster success drops not paged because the service's total was conserved.
+    pub moves_suppressed: u64,
+}
+
+/// One sample as buffered while its tick is open.
+#[derive(Debug, Default, Clone)]
+struct Rows {
+    sid: Vec<u32>,
+    dt: Vec<f64>,
+    req: Vec<f64>,
+    err: Vec<f64>,
+    retries: Vec<f64>,
+    p99: Vec<f64>,
+    pool_active: Vec<f64>,
+    pool_max: Vec<f64>,
+    pool_pending: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    sid: u32,
+    ts: i64,
+    dt: f64,
+    req: f64,
+    err: f64,
+    retries: f64,
+    p99: f64,
+    pool_active: f64,
+    pool_max: f64,
+    pool_pending: f64,
+}
+
+impl Rows {
+    fn push(&mut self, r: &Row) {
+        self.sid.push(r.sid);
+        self.dt.push(r.dt);
+        self.req.push(r.req);
+        self.err.push(r.err);
+        self.retries.push(r.retries);
+        self.p99.push(r.p99);
+        self.pool_active.push(r.pool_active);
+        self.pool_max.push(r.pool_max);
+        self.pool_pending.push(r.pool_pending);
+    }
+
+    fn clear(&mut self) {
+        self.sid.clear();
+        self.dt.clear();
+        self.req.clear();
+        self.err.clear();
+        self.retries.clear();
+        self.p99.clear();
+        self.pool_active.clear();
+        self.pool_max.clear();
+        self.pool_pending.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.sid.len()
+    }
+}
+
+#[derive(Debug)]
+struct Tick {
+    ts: i64,
+    rows: Rows,
+    /// Rows from series that reported in the previous closed tick.
+    hits: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Active {
+    id: String,
+    onset: i64,
+    detected_at: i64,
+    severity: Severity,
+    baseline: f64,
+}
+
+/// A point-in-time view of one series, for APIs and dashboards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesView {
+    pub id: SeriesId,
+    pub key: SeriesKey,
+    pub last_sample_ms: Option<i64>,
+    pub error_ratio: f64,
+    pub error_baseline: f64,
+    pub retry_ratio: f64,
+    pub retry_baseline: f64,
+    pub success_rate: f64,
+    pub success_baseline: f64,
+    pub latency_p99_ms: f64,
+    pub latency_baseline_ms: f64,
+    pub pool_utilisation: f64,
+    pub pool_baseline: f64,
+    pub firing: Vec<AlertKind>,
+}
+
+/// The streaming detector. Feed it sample batches in any order (within the allowed lateness);
+/// it emits alert transitions in event-time order.
+#[derive(Debug)]
+pub struct Detector {
+    p: Params,
+    keys: Vec<SeriesKey>,
+    service_of: Vec<u32>,
+    services: HashMap<String, u32>,
+    st: SeriesState,
+    sc: SeriesState,
+    /// Newest ts buffered (open tick) per series, for the cheap duplicate check.
+    newest_buffered: Vec<i64>,
+    /// Reported in the previous closed tick (for early tick closing).
+    expected: Vec<bool>,
+    expected_count: usize,
+    pending: VecDeque<Tick>,
+    spare_rows: Vec<Rows>,
+    max_ts: i64,
+    closed_ts: i64,
+    /// Per service: total success rate was within tolerance of its baseline at the last tick.
+    conserved: Vec<bool>,
+    svc_rate: Vec<f64>,
+    svc_lvl: Vec<f64>,
+    active: HashMap<(SeriesId, AlertKind), Active>,
+    stats: DetectorStats,
+    /// Per tick: input columns, ts per row, warm flags (scratch, reused).
+    tick_ts: Vec<f64>,
+    warm: Vec<f64>,
+    single: Rows,
+    prev_sids: Vec<u32>,
+    tick_events: Vec<AlertEvent>,
+}
+
+const NONE_TS: i64 = i64::MIN;
+
+impl Detector {
+    pub fn new(cfg: DetectorConfig) -> Result<Self, ConfigError> {
+        let p = cfg.check()?;
+        Ok(Self {
+            p,
+            keys: Vec::new(),
+            service_of: Vec::new(),
+            services: HashMap::new(),
+            st: SeriesState::default(),
+            sc: SeriesState::default(),
+            newest_buffered: Vec::new(),
+            expected: Vec::new(),
+            expected_count: 0,
+            pending: VecDeque::new(),
+            spare_rows: Vec::new(),
+            max_ts: NONE_TS,
+            closed_ts: NONE_TS,
+            conserved: Vec::new(),
+            svc_rate: Vec::new(),
+            svc_lvl: Vec::new(),
+            active: HashMap::new(),
+            stats: DetectorStats::default(),
+            tick_ts: Vec::new(),
+            warm: Vec::new(),
+            single: Rows::default(),
+            prev_sids: Vec::new(),
+            tick_events: Vec::new(),
+        })
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.p.cfg
+    }
+
+    pub fn stats(&self) -> DetectorStats {
+        self.stats
+    }
+
+    /// Number of series the detector tracks.
+    pub fn series_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Bytes of per-series state (the struct-of-arrays columns and bookkeeping vectors).
+    pub fn state_bytes_per_series() -> usize {
+        SeriesState::FIELDS * 8 + 8 /* newest_buffered */ + 1 /* expected */ + 4 /* service_of */
+    }
+
+    /// Newest event time seen, epoch ms.
+    pub fn max_event_time(&self) -> Option<i64> {
+        (self.max_ts != NONE_TS).then_some(self.max_ts)
+    }
+
+    /// Registers series keys `self.series_count()..keys.len()` (ids are positions in `keys`).
+    pub fn register_series(&mut self, keys: &[SeriesKey]) {
+        let old = self.keys.len();
+        if keys.len() <= old {
+            return;
+        }
+        for key in &keys[old..] {
+            let next = u32::try_from(self.services.len()).unwrap_or(u32::MAX);
+            let svc = *self.services.entry(key.service.clone()).or_insert(next);
+            self.service_of.push(svc);
+            self.keys.push(key.clone());
+        }
+        let n = self.keys.len();
+        self.st.resize(n);
+        for s in old..n {
+            self.st.e_phi[s] = 1.0;
+            self.st.r_phi[s] = 1.0;
+        }
+        self.newest_buffered.resize(n, NONE_TS);
+        self.expected.resize(n, false);
+        let ns = self.services.len();
+        self.conserved.resize(ns, false);
+        self.svc_rate.resize(ns, 0.0);
+        self.svc_lvl.resize(ns, 0.0);
+    }
+
+    /// Feeds one batch (schema: [`crate::schema::sample_schema`]). `keys[id]` is the key of series
+    /// `id` (e.g. `SeriesInterner::keys()`). Alert transitions of ticks this batch closed are
+    /// appended to `out`.
+    pub fn push_batch(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &[SeriesKey],
+        out: &mut Vec<AlertEvent>,
+    ) -> Result<(), DetectorError> {
+        self.register_series(keys);
+        let col = |name: &'static str| batch.column_by_name(name).ok_or(DetectorError::Column(name));
+        let sid = col(schema::SERIES_ID)?.as_primitive_opt::<UInt32Type>().ok_or(DetectorError::Column(schema::SERIES_ID))?;
+        let ts = col(schema::TS)?
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or(DetectorError::Column(schema::TS))?;
+        let interval = col(schema::INTERVAL_MS)?.as_primitive_opt::<UInt32Type>().ok_or(DetectorError::Column(schema::INTERVAL_MS))?;
+        let u64col = |name: &'static str| {
+            col(name)?.as_primitive_opt::<UInt64Type>().ok_or(DetectorError::Column(name))
+        };
+        let u32col = |name: &'static str| {
+            col(name)?.as_primitive_opt::<UInt32Type>().ok_or(DetectorError::Column(name))
+        };
+        let f64col = |name: &'static str| {
+            col(name)?.as_primitive_opt::<Float64Type>().ok_or(DetectorError::Column(name))
+        };
+        let req = u64col(schema::REQUESTS)?;
+        let err = u64col(schema::ERRORS)?;
+        let retries = u64col(schema::RETRIES)?;
+        let p99 = f64col(schema::LATENCY_P99_MS)?;
+        let pa = u32col(schema::DB_POOL_ACTIVE)?;
+        let pm = u32col(schema::DB_POOL_MAX)?;
+        let pp = u32col(schema::DB_POOL_PENDING)?;
+        let known = self.keys.len();
+        if let Some(&bad) = sid.values().iter().find(|&&s| s as usize >= known) {
+            return Err(DetectorError::UnknownSeries { id: bad, known });
+        }
+        #[allow(clippy::cast_precision_loss)]
+        for i in 0..batch.num_rows() {
+            let opt_u64 = |a: &arrow_array::PrimitiveArray<UInt64Type>| {
+                if a.is_valid(i) { a.value(i) as f64 } else { f64::NAN }
+            };
+            let opt_u32 = |a: &arrow_array::PrimitiveArray<UInt32Type>| {
+                if a.is_valid(i) { f64::from(a.value(i)) } else { f64::NAN }
+            };
+            let row = Row {
+                sid: sid.value(i),
+                ts: ts.value(i),
+                dt: (f64::from(interval.value(i)) / 1000.0).max(0.001),
+                req: req.value(i) as f64,
+                err: err.value(i) as f64,
+                retries: opt_u64(retries),
+                p99: if p99.is_valid(i) { p99.value(i) } else { f64::NAN },
+                pool_active: opt_u32(pa),
+                pool_max: opt_u32(pm),
+                pool_pending: if pp.is_valid(i) { f64::from(pp.value(i)) } else { 0.0 },
+            };
+            self.push_row(&row, out);
+        }
+        Ok(())
+    }
+
+    /// Closes every open tick (end of a replay, or shutdown).
+    pub fn finish(&mut self, out: &mut Vec<AlertEvent>) {
+        while let Some(tick) = self.pending.pop_front() {
+            self.close(tick, out);
+        }
+    }
+
+    /// Moves the watermark forward without a sample (e.g. a live source idle for a while).
+    pub fn advance_to(&mut self, event_time_ms: i64, out: &mut Vec<AlertEvent>) {
+        if event_time_ms > self.max_ts {
+            self.max_ts = event_time_ms;
+            self.close_ready(out);
+        }
+    }
+
+    fn push_row(&mut self, r: &Row, out: &mut Vec<AlertEvent>) {
+        self.stats.samples += 1;
+        let s = r.sid as usize;
+        let watermark = self.max_ts.saturating_sub(self.p.lateness_ms);
+        if self.max_ts != NONE_TS && r.ts < watermark {
+            self.stats.too_late += 1;
+            return;
+        }
+        if r.ts <= self.closed_ts {
+            // Its tick is closed. Still usable if the series has seen nothing at or after it.
+            #[allow(clippy::cast_precision_loss)]
+            let last = self.st.last_ts[s] as i64;
+            let seen = self.st.seen[s] > 0.0;
+            if seen && r.ts == last {
+                self.stats.duplicates += 1;
+            } else if seen && r.ts < last {
+                if self.was_processed(s, r.ts) {
+                    self.stats.duplicates += 1;
+                } else {
+                    self.stats.too_late += 1;
+                }
+            } else if self.newest_buffered[s] >= r.ts && self.in_open_tick(r.sid, r.ts) {
+                self.stats.duplicates += 1;
+            } else {
+                self.stats.folded_late += 1;
+                self.single.clear();
+                self.single.push(r);
+                let rows = std::mem::take(&mut self.single);
+                self.process(r.ts, &rows, false, out);
+                self.single = rows;
+            }
+            return;
+        }
+        if self.newest_buffered[s] >= r.ts && self.in_open_tick(r.sid, r.ts) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.newest_buffered[s] = self.newest_buffered[s].max(r.ts);
+        let pos = match self.pending.iter().rposition(|t| t.ts <= r.ts) {
+            Some(p) if self.pending[p].ts == r.ts => p,
+            found => {
+                let at = found.map_or(0, |p| p + 1);
+                let rows = self.spare_rows.pop().unwrap_or_default();
+                self.pending.insert(at, Tick { ts: r.ts, rows, hits: 0 });
+                at
+            }
+        };
+        let tick = &mut self.pending[pos];
+        tick.rows.push(r);
+        if self.expected[s] {
+            tick.hits += 1;
+        }
+        self.max_ts = self.max_ts.max(r.ts);
+        self.close_ready(out);
+    }
+
+    /// Whether a sample of series `s` at `ts` (older than its newest) was evaluated. Only exact
+    /// interval multiples back from the newest can have been; anything else never was.
+    fn was_processed(&self, s: usize, ts: i64) -> bool {
+        // The detector keeps no per-sample history; a sample older than the series' newest
+        // evaluated one is either a re-delivery (counted as duplicate) or hopelessly late.
+        // Re-deliveries are by far the common case (at-least-once sources), and for both the
+        // right action is the same: do not evaluate it again.
+        #[allow(clippy::cast_possible_truncation)]
+        let step = (self.st.interval_s[s] * 1000.0).round() as i64;
+        #[allow(clippy::cast_possible_truncation)]
+        let last = self.st.last_ts[s] as i64;
+        step > 0 && (last - ts) % step == 0
+    }
+
+    fn in_open_tick(&self, sid: u32, ts: i64) -> bool {
+        self.pending
+            .iter()
+            .rev()
+            .find(|t| t.ts == ts)
+            .is_some_and(|t| t.rows.sid.contains(&sid))
+    }
+
+    fn close_ready(&mut self, out: &mut Vec<AlertEvent>) {
+        loop {
+            let Some(front) = self.pending.front() else { return };
+            let by_watermark = front.ts < self.max_ts.saturating_sub(self.p.lateness_ms)
+                || (self.p.lateness_ms == 0 && front.ts < self.max_ts);
+            let complete = self.expected_count > 0 && front.hits >= self.expected_count;
+            if !(by_watermark || complete) {
+                return;
+            }
+            if let Some(tick) = self.pending.pop_front() {
+                self.close(tick, out);
+            }
+        }
+    }
+
+    fn close(&mut self, mut tick: Tick, out: &mut Vec<AlertEvent>) {
+        self.stats.ticks += 1;
+        self.closed_ts = self.closed_ts.max(tick.ts);
+        self.process(tick.ts, &tick.rows, true, out);
+        // The set of series expected in the next tick is the set that reported in this one.
+        for &s in &self.prev_sids {
+            self.expected[s as usize] = false;
+        }
+        for &s in &tick.rows.sid {
+            self.expected[s as usize] = true;
+        }
+        self.expected_count = tick.rows.len();
+        self.prev_sids.clear();
+        self.prev_sids.extend_from_slice(&tick.rows.sid);
+        // Recount the next tick's hits against the new expected set.
+        if let Some(next) = self.pending.front_mut() {
+            next.hits = next.rows.sid.iter().filter(|&&s| self.expected[s as usize]).count();
+        }
+        tick.rows.clear();
+        self.spare_rows.push(tick.rows);
+    }
+
+    /// Runs the kernels over one tick's rows (or one late row, `full == false`) and turns the
+    /// evidence into alert transitions.
+    fn process(&mut self, ts: i64, rows: &Rows, full: bool, out: &mut Vec<AlertEvent>) {
+        let n = rows.len();
+        self.stats.processed += n as u64;
+        let cfg = &self.p.cfg;
+        self.st.gather(&rows.sid, &mut self.sc);
+        let sc = &mut self.sc;
+        #[allow(clippy::cast_precision_loss)]
+        let tsf = ts as f64;
+        self.tick_ts.clear();
+        self.tick_ts.resize(n, tsf);
+        self.warm.clear();
+        let hl = cfg.baseline_half_life_s;
+        for i in 0..n {
+            let dt = rows.dt[i];
+            if sc.interval_s[i] != dt {
+                sc.interval_s[i] = dt;
+                sc.alpha[i] = 1.0 - (-dt / hl * std::f64::consts::LN_2).exp();
+            }
+            self.warm.push(if sc.seen[i] * dt >= cfg.warmup_s { 1.0 } else { 0.0 });
+        }
+        let common = Common { ts: &self.tick_ts, dt: &rows.dt, alpha: &sc.alpha, warm: &self.warm };
+        kernels::ratio(
+            &cfg.error_rate,
+            &common,
+            &rows.err,
+            &rows.req,
+            RatioCols {
+                be: &mut sc.e_be,
+                bn: &mut sc.e_bn,
+                phi: &mut sc.e_phi,
+                cus: &mut sc.e_cus,
+                rune: &mut sc.e_rune,
+                runn: &mut sc.e_runn,
+                runstart: &mut sc.e_runstart,
+                fe: &mut sc.e_fe,
+                fnn: &mut sc.e_fn,
+                firing: &sc.e_firing,
+                clear: &mut sc.e_clear,
+                p0: &mut sc.e_p0,
+                p1: &mut sc.e_p1,
+            },
+        );
+        kernels::ratio(
+            &cfg.retry,
+            &common,
+            &rows.retries,
+            &rows.req,
+            RatioCols {
+                be: &mut sc.r_be,
+                bn: &mut sc.r_bn,
+                phi: &mut sc.r_phi,
+                cus: &mut sc.r_cus,
+                rune: &mut sc.r_rune,
+                runn: &mut sc.r_runn,
+                runstart: &mut sc.r_runstart,
+                fe: &mut sc.r_fe,
+                fnn: &mut sc.r_fn,
+                firing: &sc.r_firing,
+                clear: &mut sc.r_clear,
+                p0: &mut sc.r_p0,
+                p1: &mut sc.r_p1,
+            },
+        );
+        kernels::success(
+            &cfg.success_drop,
+            &common,
+            &rows.req,
+            &rows.err,
+            SuccessCols {
+                sum: &mut sc.s_sum,
+                w: &mut sc.s_w,
+                var: &mut sc.s_var,
+                low: &mut sc.s_low,
+                rate: &mut sc.s_rate,
+                lvl: &mut sc.s_lvl,
+                firing: &sc.s_firing,
+                clear: &mut sc.s_clear,
+                runstart: &mut sc.s_runstart,
+            },
+        );
+        kernels::latency(
+            &cfg.latency,
+            &common,
+            &rows.p99,
+            &rows.req,
+            LatencyCols {
+                m: &mut sc.l_m,
+                v: &mut sc.l_v,
+                n: &mut sc.l_n,
+                cus: &mut sc.l_cus,
+                last: &mut sc.l_last,
+                firing: &sc.l_firing,
+                clear: &mut sc.l_clear,
+                runstart: &mut sc.l_runstart,
+            },
+        );
+        kernels::pool(
+            &cfg.db_pool,
+            &common,
+            &rows.pool_active,
+            &rows.pool_max,
+            &rows.pool_pending,
+            PoolCols {
+                lvl: &mut sc.p_lvl,
+                tr: &mut sc.p_tr,
+                base: &mut sc.p_base,
+                var: &mut sc.p_var,
+                n: &mut sc.p_n,
+                last: &mut sc.p_last,
+                warn: &mut sc.p_warn,
+                sat: &mut sc.p_sat,
+                firing: &sc.p_firing,
+                clear: &mut sc.p_clear,
+                runstart: &mut sc.p_runstart,
+            },
+        );
+        for i in 0..n {
+            sc.seen[i] += 1.0;
+            sc.last_ts[i] = tsf;
+        }
+        self.st.scatter(&rows.sid, &self.sc);
+
+        // Fleet-level view of the tick: per service, is the total success rate conserved?
+        if full {
+            self.svc_rate.iter_mut().for_each(|v| *v = 0.0);
+            self.svc_lvl.iter_mut().for_each(|v| *v = 0.0);
+            for (i, &s) in rows.sid.iter().enumerate() {
+                let svc = self.service_of[s as usize] as usize;
+                self.svc_rate[svc] += self.sc.s_rate[i];
+                self.svc_lvl[svc] += self.sc.s_lvl[i];
+            }
+            let tol = cfg.success_drop.conserved_tolerance;
+            for svc in 0..self.conserved.len() {
+                self.conserved[svc] = self.svc_lvl[svc] > 0.0
+                    && self.svc_rate[svc] >= (1.0 - tol) * self.svc_lvl[svc];
+            }
+        }
+
+        self.evaluate(ts, rows, full);
+        self.tick_events.sort_by(|a, b| {
+            (a.kind, &a.cluster, &a.service, a.state == AlertState::Firing).cmp(&(
+                b.kind,
+                &b.cluster,
+                &b.service,
+                b.state == AlertState::Firing,
+            ))
+        });
+        out.append(&mut self.tick_events);
+    }
+
+    /// The rare-candidate pass: reads the evidence the kernels left and fires or resolves.
+    fn evaluate(&mut self, ts: i64, rows: &Rows, full: bool) {
+        let resolve_s = self.p.cfg.resolve_after_s;
+        for (i, &sid) in rows.sid.iter().enumerate() {
+            let s = sid as usize;
+            let warm = self.warm[i] > 0.0;
+            let st = &self.st;
+            // Telemetry is back.
+            if st.a_firing[s] > 0.0 {
+                self.st.a_firing[s] = 0.0;
+                self.resolve(sid, AlertKind::TelemetryAbsent, ts, 0.0);
+            }
+            for kind in [AlertKind::ErrorRateSpike, AlertKind::RetryAmplification] {
+                let (cfg, x) = if kind == AlertKind::ErrorRateSpike {
+                    (&self.p.cfg.error_rate, rows.err[i])
+                } else {
+                    (&self.p.cfg.retry, rows.retries[i])
+                };
+                let st = &self.st;
+                let (cus, firing, clear, rune, runn, runstart, phi, p0, p1) = if kind == AlertKind::ErrorRateSpike {
+                    (st.e_cus[s], st.e_firing[s], st.e_clear[s], st.e_rune[s], st.e_runn[s], st.e_runstart[s], st.e_phi[s], st.e_p0[s], st.e_p1[s])
+                } else {
+                    (st.r_cus[s], st.r_firing[s], st.r_clear[s], st.r_rune[s], st.r_runn[s], st.r_runstart[s], st.r_phi[s], st.r_p0[s], st.r_p1[s])
+                };
+                let req = rows.req[i];
+                let now_ratio = if req > 0.0 && x.is_finite() { x / req } else { 0.0 };
+                if firing <= 0.0 {
+                    if !(warm && cus > cfg.cusum_threshold && runn > 0.0) {
+                        continue;
+                    }
+                    let run_ratio = rune / runn;
+                    let ph = phi.max(1.0);
+                    if run_ratio < p1 || binomial_upper_tail(rune / ph, runn / ph, p0) >= cfg.alpha {
+                        continue;
+                    }
+                    let value = now_ratio.max(run_ratio);
+                    let sev = if value >= cfg.critical_ratio { Severity::Critical } else { Severity::Warning };
+                    #[allow(clippy::cast_possible_truncation)]
+                    let onset = runstart as i64;
+                    self.set_firing(s, kind, 1.0);
+                    self.fire(sid, kind, onset, ts, sev, value, p0);
+                } else if clear >= resolve_s {
+                    self.set_firing(s, kind, 0.0);
+                    self.resolve(sid, kind, ts, now_ratio);
+                }
+            }
+            // success_drop
+            let st = &self.st;
+            let (low, firing, clear, rate, lvl) = (st.s_low[s], st.s_firing[s], st.s_clear[s], self.sc.s_rate[i], self.sc.s_lvl[i]);
+            let cfg = &self.p.cfg.success_drop;
+            if firing <= 0.0 {
+                if warm && low >= f64::from(cfg.confirm_samples) {
+                    let svc = self.service_of[s] as usize;
+                    if self.conserved[svc] {
+                        // Traffic moved to sibling clusters: not a loss. Count it once per streak.
+                        if low == f64::from(cfg.confirm_samples) {
+                            self.stats.moves_suppressed += 1;
+                        }
+                    } else {
+                        #[allow(clippy::cast_possible_truncation)]
+                        let onset = st.s_runstart[s] as i64;
+                        self.st.s_firing[s] = 1.0;
+                        self.st.s_clear[s] = 0.0;
+                        self.fire(sid, AlertKind::SuccessDrop, onset, ts, Severity::Critical, rate, lvl);
+                    }
+                }
+            } else if clear >= resolve_s {
+                self.st.s_firing[s] = 0.0;
+                self.resolve(sid, AlertKind::SuccessDrop, ts, rate);
+            }
+            // latency_spike
+            let st = &self.st;
+            let lc = &self.p.cfg.latency;
+            let (cus, firing, clear, last, m) = (st.l_cus[s], st.l_firing[s], st.l_clear[s], st.l_last[s], st.l_m[s]);
+            let valid_now = rows.p99[i].is_finite() && rows.req[i] >= lc.min_requests;
+            if firing <= 0.0 {
+                let base = m.exp();
+                if warm && valid_now && cus > lc.cusum_h && last >= base * lc.min_factor && last - base >= lc.min_abs_ms {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let onset = st.l_runstart[s] as i64;
+                    let sev = if last >= 3.0 * base { Severity::Critical } else { Severity::Warning };
+                    self.st.l_firing[s] = 1.0;
+                    self.st.l_clear[s] = 0.0;
+                    self.fire(sid, AlertKind::LatencySpike, onset, ts, sev, last, base);
+                }
+            } else if clear >= resolve_s {
+                self.st.l_firing[s] = 0.0;
+                self.st.l_cus[s] = 0.0;
+                self.resolve(sid, AlertKind::LatencySpike, ts, last);
+            }
+            // db_pool_saturation
+            let st = &self.st;
+            let pc = &self.p.cfg.db_pool;
+            let (warn, sat, firing, clear, last, base) = (st.p_warn[s], st.p_sat[s], st.p_firing[s], st.p_clear[s], st.p_last[s], st.p_base[s]);
+            let confirm = f64::from(pc.confirm_samples);
+            if firing <= 0.0 {
+                if warm && (warn >= confirm || sat >= confirm) {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let onset = st.p_runstart[s] as i64;
+                    let sev = if sat >= confirm { Severity::Critical } else { Severity::Warning };
+                    self.st.p_firing[s] = 1.0;
+                    self.st.p_clear[s] = 0.0;
+                    self.fire(sid, AlertKind::DbPoolSaturation, onset, ts, sev, last, base);
+                }
+            } else if clear >= resolve_s {
+                self.st.p_firing[s] = 0.0;
+                self.resolve(sid, AlertKind::DbPoolSaturation, ts, last);
+            }
+        }
+        if full {
+            self.check_absent(ts);
+        }
+    }
+
+    fn set_firing(&mut self, s: usize, kind: AlertKind, v: f64) {
+        let st = &mut self.st;
+        match kind {
+            AlertKind::ErrorRateSpike => {
+                st.e_firing[s] = v;
+                st.e_clear[s] = 0.0;
+                if v <= 0.0 {
+                    st.e_cus[s] = 0.0;
+                    st.e_rune[s] = 0.0;
+                    st.e_runn[s] = 0.0;
+                }
+            }
+            _ => {
+                st.r_firing[s] = v;
+                st.r_clear[s] = 0.0;
+                if v <= 0.0 {
+                    st.r_cus[s] = 0.0;
+                    st.r_rune[s] = 0.0;
+                    st.r_runn[s] = 0.0;
+                }
+            }
+        }
+    }
+
+    /// A warm series that has missed `absent_after_intervals` of its intervals, judged against
+    /// the tick being closed (the fleet's event time), is absent.
+    fn check_absent(&mut self, ts: i64) {
+        #[allow(clippy::cast_precision_loss)]
+        let tsf = ts as f64;
+        let k = self.p.cfg.telemetry.absent_after_intervals;
+        let warmup = self.p.cfg.warmup_s;
+        let st = &self.st;
+        let n = st.len();
+        let mut hits = Vec::new();
+        for s in 0..n {
+            let gap_s = (tsf - st.last_ts[s]) / 1000.0;
+            let due = st.seen[s] * st.interval_s[s] >= warmup
+                && st.a_firing[s] <= 0.0
+                && gap_s >= k * st.interval_s[s] - 1e-9;
+            if due {
+                hits.push(s);
+            }
+        }
+        for s in hits {
+            self.st.a_firing[s] = 1.0;
+            #[allow(clippy::cast_possible_truncation)]
+            let last = self.st.last_ts[s] as i64;
+            let interval = self.st.interval_s[s];
+            #[allow(clippy::cast_precision_loss)]
+            let gap = (ts - last) as f64 / 1000.0;
+            #[allow(clippy::cast_possible_truncation)]
+            self.fire(s as u32, AlertKind::TelemetryAbsent, last, ts, Severity::Critical, gap, interval);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fire(&mut self, sid: SeriesId, kind: AlertKind, onset: i64, ts: i64, severity: Severity, value: f64, baseline: f64) {
+        let key = &self.keys[sid as usize];
+        let onset = onset.min(ts);
+        let id = alert_id(&key.cluster, &key.service, kind, onset);
+        self.active.insert((sid, kind), Active { id: id.clone(), onset, detected_at: ts, severity, baseline });
+        self.tick_events.push(AlertEvent {
+            id,
+            kind,
+            state: AlertState::Firing,
+            severity,
+            cluster: key.cluster.clone(),
+            service: key.service.clone(),
+            region: key.region.clone(),
+            onset,
+            detected_at: ts,
+            resolved_at: None,
+            value,
+            baseline,
+            summary: summary(kind, value, baseline),
+            incident_id: None,
+        });
+    }
+
+    fn resolve(&mut self, sid: SeriesId, kind: AlertKind, ts: i64, value: f64) {
+        let Some(a) = self.active.remove(&(sid, kind)) else { return };
+        let key = &self.keys[sid as usize];
+        self.tick_events.push(AlertEvent {
+            id: a.id,
+            kind,
+            state: AlertState::Resolved,
+            severity: a.severity,
+            cluster: key.cluster.clone(),
+            service: key.service.clone(),
+            region: key.region.clone(),
+            onset: a.onset,
+            detected_at: a.detected_at,
+            resolved_at: Some(ts),
+            value,
+            baseline: a.baseline,
+            summary: format!("resolved: {}", summary(kind, value, a.baseline)),
+            incident_id: None,
+        });
+    }
+
+    /// Current view of a series (None for an unknown id).
+    pub fn series_view(&self, id: SeriesId) -> Option<SeriesView> {
+        let s = id as usize;
+        let key = self.keys.get(s)?.clone();
+        let st = &self.st;
+        let seen = st.seen[s] > 0.0;
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let firing = AlertKind::ALL
+            .into_iter()
+            .filter(|k| self.active.contains_key(&(id, *k)))
+            .collect();
+        #[allow(clippy::cast_possible_truncation)]
+        Some(SeriesView {
+            id,
+            key,
+            last_sample_ms: seen.then_some(st.last_ts[s] as i64),
+            error_ratio: ratio(st.e_fe[s], st.e_fn[s]),
+            error_baseline: st.e_p0[s],
+            retry_ratio: ratio(st.r_fe[s], st.r_fn[s]),
+            retry_baseline: st.r_p0[s],
+            success_rate: st.s_rate[s],
+            success_baseline: ratio(st.s_sum[s], st.s_w[s]),
+            latency_p99_ms: st.l_last[s],
+            latency_baseline_ms: if st.l_n[s] > 0.0 { st.l_m[s].exp() } else { 0.0 },
+            pool_utilisation: st.p_last[s],
+            pool_baseline: st.p_base[s],
+            firing,
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! spikewatch's detector core: pure, synchronous, no I/O and no clock reads.
+//!
+//! Arrow record batches of samples (see [`schema`]) go in; alert transitions come out. Event
+//! time only: samples are grouped into ticks by their `ts`, ticks close when the watermark (the
+//! newest event time seen minus the allowed lateness) passes them, or as soon as every series
+//! that reported in the previous tick has reported. Per-series state is a struct of arrays
+//! ([`state::SeriesState`]) updated tick by tick by the kernels in [`kernels`]; exact tests run
+//! only on the rare candidates the kernels flag.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod alert;
+pub mod config;
+mod engine;
+pub mod kernels;
+pub mod schema;
+pub mod series;
+pub mod state;
+pub mod stats;
+pub mod time;
+
+pub use alert::{AlertEvent, AlertKind, AlertState, Severity};
+pub use config::{ConfigError, DetectorConfig};
+pub use engine::{Detector, DetectorError, DetectorStats, SeriesView};
+pub use series::{SeriesId, SeriesInterner, SeriesKey};
