@@ -46,6 +46,9 @@ pub struct RatioConfig {
     pub min_odds_ratio: f64,
     /// Binomial CUSUM decision threshold, in log-likelihood-ratio units.
     pub cusum_threshold: f64,
+    /// Practical floor, absolute count: a run with fewer events than this never pages, whatever
+    /// the odds (a handful of errors on a quiet series is not an incident).
+    pub min_count: f64,
     /// Significance of the exact (beta/binomial) test run on candidates before paging.
     pub alpha: f64,
     /// Prior ratio for series with little history (a beta prior, weight `prior_requests`).
@@ -122,6 +125,7 @@ impl Default for DetectorConfig {
                 min_abs_increase: 0.01,
                 min_odds_ratio: 3.0,
                 cusum_threshold: 6.0,
+                min_count: 5.0,
                 alpha: 1e-6,
                 prior_ratio: 0.002,
                 prior_requests: 500.0,
@@ -143,6 +147,7 @@ impl Default for RatioConfig {
             min_abs_increase: 0.01,
             min_odds_ratio: 2.0,
             cusum_threshold: 6.0,
+            min_count: 5.0,
             alpha: 1e-6,
             prior_ratio: 0.01,
             prior_requests: 500.0,
@@ -210,6 +215,7 @@ fn check_ratio(prefix: &str, r: &RatioConfig) -> Result<(), ConfigError> {
     check(&f("min_abs_increase"), r.min_abs_increase, (0.0..1.0).contains(&r.min_abs_increase), "must be in [0, 1)")?;
     check(&f("min_odds_ratio"), r.min_odds_ratio, r.min_odds_ratio >= 1.0, "must be >= 1")?;
     check(&f("cusum_threshold"), r.cusum_threshold, r.cusum_threshold > 0.0, "must be > 0")?;
+    check(&f("min_count"), r.min_count, r.min_count >= 0.0, "must be >= 0")?;
     check(&f("alpha"), r.alpha, r.alpha > 0.0 && r.alpha < 0.5, "must be in (0, 0.5)")?;
     check(&f("prior_ratio"), r.prior_ratio, r.prior_ratio > 0.0 && r.prior_ratio < 1.0, "must be in (0, 1)")?;
     check(&f("prior_requests"), r.prior_requests, r.prior_requests > 0.0, "must be > 0")?;

@@ -628,7 +628,7 @@ impl Detector {
                     }
                     let run_ratio = rune / runn;
                     let ph = phi.max(1.0);
-                    if run_ratio < p1 || binomial_upper_tail(rune / ph, runn / ph, p0) >= cfg.alpha {
+                    if run_ratio < p1 || rune < cfg.min_count || binomial_upper_tail(rune / ph, runn / ph, p0) >= cfg.alpha {
                         continue;
                     }
                     let value = now_ratio.max(run_ratio);

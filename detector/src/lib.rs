@@ -22,3 +22,5 @@ pub use alert::{AlertEvent, AlertKind, AlertState, Severity};
 pub use config::{ConfigError, DetectorConfig};
 pub use engine::{Detector, DetectorError, DetectorStats, SeriesView};
 pub use series::{SeriesId, SeriesInterner, SeriesKey};
+#[cfg(test)]
+mod tests;

@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn fast_ln_matches_std() {
-        let mut x = 1e-9;
+        let mut x: f64 = 1e-9;
         while x < 1e9 {
             let want = x.ln();
             let got = fast_ln(x);
