@@ -449,133 +449,35 @@ impl Detector {
     fn process(&mut self, ts: i64, rows: &Rows, full: bool, out: &mut Vec<AlertEvent>) {
         let n = rows.len();
         self.stats.processed += n as u64;
-        let cfg = &self.p.cfg;
-        self.st.gather(&rows.sid, &mut self.sc);
-        let sc = &mut self.sc;
         #[allow(clippy::cast_precision_loss)]
         let tsf = ts as f64;
         self.tick_ts.clear();
         self.tick_ts.resize(n, tsf);
-        self.warm.clear();
-        let hl = cfg.baseline_half_life_s;
-        for i in 0..n {
-            let dt = rows.dt[i];
-            if sc.interval_s[i] != dt {
-                sc.interval_s[i] = dt;
-                sc.alpha[i] = 1.0 - (-dt / hl * std::f64::consts::LN_2).exp();
-            }
-            self.warm.push(if sc.seen[i] * dt >= cfg.warmup_s { 1.0 } else { 0.0 });
+        // Fast path: the rows are a contiguous run of series ids (a fleet reporting in a stable
+        // order), so the kernels run on the state columns in place. Otherwise gather the rows'
+        // state into row-dense scratch, run there, and scatter back.
+        let base = rows.sid.first().map_or(0, |&s| s as usize);
+        let contiguous = rows.sid.iter().enumerate().all(|(i, &s)| s as usize == base + i);
+        let cfg = &self.p.cfg;
+        if contiguous {
+            prepare(cfg, rows, &mut self.st, base..base + n, &mut self.warm);
+            run_kernels(cfg, rows, &self.tick_ts, &self.warm, &mut self.st, base..base + n, tsf);
+        } else {
+            self.st.gather(&rows.sid, &mut self.sc);
+            prepare(cfg, rows, &mut self.sc, 0..n, &mut self.warm);
+            run_kernels(cfg, rows, &self.tick_ts, &self.warm, &mut self.sc, 0..n, tsf);
+            self.st.scatter(&rows.sid, &self.sc);
         }
-        let common = Common { ts: &self.tick_ts, dt: &rows.dt, alpha: &sc.alpha, warm: &self.warm };
-        kernels::ratio(
-            &cfg.error_rate,
-            &common,
-            &rows.err,
-            &rows.req,
-            RatioCols {
-                be: &mut sc.e_be,
-                bn: &mut sc.e_bn,
-                phi: &mut sc.e_phi,
-                cus: &mut sc.e_cus,
-                rune: &mut sc.e_rune,
-                runn: &mut sc.e_runn,
-                runstart: &mut sc.e_runstart,
-                fe: &mut sc.e_fe,
-                fnn: &mut sc.e_fn,
-                firing: &sc.e_firing,
-                clear: &mut sc.e_clear,
-                p0: &mut sc.e_p0,
-                p1: &mut sc.e_p1,
-            },
-        );
-        kernels::ratio(
-            &cfg.retry,
-            &common,
-            &rows.retries,
-            &rows.req,
-            RatioCols {
-                be: &mut sc.r_be,
-                bn: &mut sc.r_bn,
-                phi: &mut sc.r_phi,
-                cus: &mut sc.r_cus,
-                rune: &mut sc.r_rune,
-                runn: &mut sc.r_runn,
-                runstart: &mut sc.r_runstart,
-                fe: &mut sc.r_fe,
-                fnn: &mut sc.r_fn,
-                firing: &sc.r_firing,
-                clear: &mut sc.r_clear,
-                p0: &mut sc.r_p0,
-                p1: &mut sc.r_p1,
-            },
-        );
-        kernels::success(
-            &cfg.success_drop,
-            &common,
-            &rows.req,
-            &rows.err,
-            SuccessCols {
-                sum: &mut sc.s_sum,
-                w: &mut sc.s_w,
-                var: &mut sc.s_var,
-                low: &mut sc.s_low,
-                rate: &mut sc.s_rate,
-                lvl: &mut sc.s_lvl,
-                firing: &sc.s_firing,
-                clear: &mut sc.s_clear,
-                runstart: &mut sc.s_runstart,
-            },
-        );
-        kernels::latency(
-            &cfg.latency,
-            &common,
-            &rows.p99,
-            &rows.req,
-            LatencyCols {
-                m: &mut sc.l_m,
-                v: &mut sc.l_v,
-                n: &mut sc.l_n,
-                cus: &mut sc.l_cus,
-                last: &mut sc.l_last,
-                firing: &sc.l_firing,
-                clear: &mut sc.l_clear,
-                runstart: &mut sc.l_runstart,
-            },
-        );
-        kernels::pool(
-            &cfg.db_pool,
-            &common,
-            &rows.pool_active,
-            &rows.pool_max,
-            &rows.pool_pending,
-            PoolCols {
-                lvl: &mut sc.p_lvl,
-                tr: &mut sc.p_tr,
-                base: &mut sc.p_base,
-                var: &mut sc.p_var,
-                n: &mut sc.p_n,
-                last: &mut sc.p_last,
-                warn: &mut sc.p_warn,
-                sat: &mut sc.p_sat,
-                firing: &sc.p_firing,
-                clear: &mut sc.p_clear,
-                runstart: &mut sc.p_runstart,
-            },
-        );
-        for i in 0..n {
-            sc.seen[i] += 1.0;
-            sc.last_ts[i] = tsf;
-        }
-        self.st.scatter(&rows.sid, &self.sc);
 
         // Fleet-level view of the tick: per service, is the total success rate conserved?
         if full {
             self.svc_rate.iter_mut().for_each(|v| *v = 0.0);
             self.svc_lvl.iter_mut().for_each(|v| *v = 0.0);
-            for (i, &s) in rows.sid.iter().enumerate() {
-                let svc = self.service_of[s as usize] as usize;
-                self.svc_rate[svc] += self.sc.s_rate[i];
-                self.svc_lvl[svc] += self.sc.s_lvl[i];
+            for &s in &rows.sid {
+                let s = s as usize;
+                let svc = self.service_of[s] as usize;
+                self.svc_rate[svc] += self.st.s_rate[s];
+                self.svc_lvl[svc] += self.st.s_lvl[s];
             }
             let tol = cfg.success_drop.conserved_tolerance;
             for svc in 0..self.conserved.len() {
@@ -601,6 +503,9 @@ impl Detector {
         let resolve_s = self.p.cfg.resolve_after_s;
         for (i, &sid) in rows.sid.iter().enumerate() {
             let s = sid as usize;
+            if !self.needs_attention(s) {
+                continue;
+            }
             let warm = self.warm[i] > 0.0;
             let st = &self.st;
             // Telemetry is back.
@@ -644,7 +549,7 @@ impl Detector {
             }
             // success_drop
             let st = &self.st;
-            let (low, firing, clear, rate, lvl) = (st.s_low[s], st.s_firing[s], st.s_clear[s], self.sc.s_rate[i], self.sc.s_lvl[i]);
+            let (low, firing, clear, rate, lvl) = (st.s_low[s], st.s_firing[s], st.s_clear[s], st.s_rate[s], st.s_lvl[s]);
             let cfg = &self.p.cfg.success_drop;
             if firing <= 0.0 {
                 if warm && low >= f64::from(cfg.confirm_samples) {
@@ -708,6 +613,22 @@ impl Detector {
         if full {
             self.check_absent(ts);
         }
+    }
+
+    /// Cheap screen: does the evidence of series `s` warrant the candidate pass at all?
+    #[inline]
+    fn needs_attention(&self, s: usize) -> bool {
+        let st = &self.st;
+        let c = &self.p.cfg;
+        let confirm_s = f64::from(c.success_drop.confirm_samples);
+        let confirm_p = f64::from(c.db_pool.confirm_samples);
+        (st.e_cus[s] > c.error_rate.cusum_threshold)
+            | (st.r_cus[s] > c.retry.cusum_threshold)
+            | (st.l_cus[s] > c.latency.cusum_h)
+            | (st.s_low[s] >= confirm_s)
+            | (st.p_warn[s] >= confirm_p)
+            | (st.p_sat[s] >= confirm_p)
+            | ((st.e_firing[s] + st.r_firing[s] + st.s_firing[s] + st.l_firing[s] + st.p_firing[s] + st.a_firing[s]) > 0.0)
     }
 
     fn set_firing(&mut self, s: usize, kind: AlertKind, v: f64) {
@@ -838,5 +759,134 @@ impl Detector {
             pool_baseline: st.p_base[s],
             firing,
         })
+    }
+}
+
+/// Per-row interval bookkeeping and warm-up flags, ahead of the kernels.
+fn prepare(cfg: &DetectorConfig, rows: &Rows, sc: &mut SeriesState, r: std::ops::Range<usize>, warm: &mut Vec<f64>) {
+    let hl = cfg.baseline_half_life_s;
+    warm.clear();
+    let (interval, alpha, seen) = (&mut sc.interval_s[r.clone()], &mut sc.alpha[r.clone()], &sc.seen[r]);
+    for i in 0..rows.len() {
+        let dt = rows.dt[i];
+        if interval[i] != dt {
+            interval[i] = dt;
+            alpha[i] = 1.0 - (-dt / hl * std::f64::consts::LN_2).exp();
+        }
+        warm.push(if seen[i] * dt >= cfg.warmup_s { 1.0 } else { 0.0 });
+    }
+}
+
+/// Runs every kernel over rows `0..rows.len()` whose state lives at `sc[r]`.
+fn run_kernels(
+    cfg: &DetectorConfig,
+    rows: &Rows,
+    tick_ts: &[f64],
+    warm: &[f64],
+    sc: &mut SeriesState,
+    r: std::ops::Range<usize>,
+    tsf: f64,
+) {
+    let common = Common { ts: tick_ts, dt: &rows.dt, alpha: &sc.alpha[r.clone()], warm };
+    kernels::ratio(
+        &cfg.error_rate,
+        &common,
+        &rows.err,
+        &rows.req,
+        RatioCols {
+            be: &mut sc.e_be[r.clone()],
+            bn: &mut sc.e_bn[r.clone()],
+            phi: &mut sc.e_phi[r.clone()],
+            cus: &mut sc.e_cus[r.clone()],
+            rune: &mut sc.e_rune[r.clone()],
+            runn: &mut sc.e_runn[r.clone()],
+            runstart: &mut sc.e_runstart[r.clone()],
+            fe: &mut sc.e_fe[r.clone()],
+            fnn: &mut sc.e_fn[r.clone()],
+            firing: &sc.e_firing[r.clone()],
+            clear: &mut sc.e_clear[r.clone()],
+            p0: &mut sc.e_p0[r.clone()],
+            p1: &mut sc.e_p1[r.clone()],
+        },
+    );
+    kernels::ratio(
+        &cfg.retry,
+        &common,
+        &rows.retries,
+        &rows.req,
+        RatioCols {
+            be: &mut sc.r_be[r.clone()],
+            bn: &mut sc.r_bn[r.clone()],
+            phi: &mut sc.r_phi[r.clone()],
+            cus: &mut sc.r_cus[r.clone()],
+            rune: &mut sc.r_rune[r.clone()],
+            runn: &mut sc.r_runn[r.clone()],
+            runstart: &mut sc.r_runstart[r.clone()],
+            fe: &mut sc.r_fe[r.clone()],
+            fnn: &mut sc.r_fn[r.clone()],
+            firing: &sc.r_firing[r.clone()],
+            clear: &mut sc.r_clear[r.clone()],
+            p0: &mut sc.r_p0[r.clone()],
+            p1: &mut sc.r_p1[r.clone()],
+        },
+    );
+    kernels::success(
+        &cfg.success_drop,
+        &common,
+        &rows.req,
+        &rows.err,
+        SuccessCols {
+            sum: &mut sc.s_sum[r.clone()],
+            w: &mut sc.s_w[r.clone()],
+            var: &mut sc.s_var[r.clone()],
+            low: &mut sc.s_low[r.clone()],
+            rate: &mut sc.s_rate[r.clone()],
+            lvl: &mut sc.s_lvl[r.clone()],
+            firing: &sc.s_firing[r.clone()],
+            clear: &mut sc.s_clear[r.clone()],
+            runstart: &mut sc.s_runstart[r.clone()],
+        },
+    );
+    kernels::latency(
+        &cfg.latency,
+        &common,
+        &rows.p99,
+        &rows.req,
+        LatencyCols {
+            m: &mut sc.l_m[r.clone()],
+            v: &mut sc.l_v[r.clone()],
+            n: &mut sc.l_n[r.clone()],
+            cus: &mut sc.l_cus[r.clone()],
+            last: &mut sc.l_last[r.clone()],
+            firing: &sc.l_firing[r.clone()],
+            clear: &mut sc.l_clear[r.clone()],
+            runstart: &mut sc.l_runstart[r.clone()],
+        },
+    );
+    kernels::pool(
+        &cfg.db_pool,
+        &common,
+        &rows.pool_active,
+        &rows.pool_max,
+        &rows.pool_pending,
+        PoolCols {
+            lvl: &mut sc.p_lvl[r.clone()],
+            tr: &mut sc.p_tr[r.clone()],
+            base: &mut sc.p_base[r.clone()],
+            var: &mut sc.p_var[r.clone()],
+            n: &mut sc.p_n[r.clone()],
+            last: &mut sc.p_last[r.clone()],
+            warn: &mut sc.p_warn[r.clone()],
+            sat: &mut sc.p_sat[r.clone()],
+            firing: &sc.p_firing[r.clone()],
+            clear: &mut sc.p_clear[r.clone()],
+            runstart: &mut sc.p_runstart[r.clone()],
+        },
+    );
+    for v in &mut sc.seen[r.clone()] {
+        *v += 1.0;
+    }
+    for v in &mut sc.last_ts[r] {
+        *v = tsf;
     }
 }

@@ -18,6 +18,10 @@ macro_rules! soa {
                 self.last_ts.len()
             }
 
+            pub fn is_empty(&self) -> bool {
+                self.last_ts.is_empty()
+            }
+
             /// Grows (or shrinks) every column to `n` entries, new ones zeroed.
             pub fn resize(&mut self, n: usize) {
                 $(self.$field.resize(n, 0.0);)*
