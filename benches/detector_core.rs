@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use arrow_array::builder::{Float64Builder, UInt32Builder, UInt64Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array, UInt64Array,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use detector::{schema, Detector, DetectorConfig, SeriesKey};
 use rand::{Rng, SeedableRng};
@@ -45,7 +47,11 @@ fn payloads() -> Vec<Payload> {
             let mut retries = UInt64Builder::with_capacity(SERIES as usize);
             let mut p50 = Float64Builder::with_capacity(SERIES as usize);
             let mut p99 = Float64Builder::with_capacity(SERIES as usize);
-            let (mut pa, mut pm, mut pp) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
+            let (mut pa, mut pm, mut pp) = (
+                UInt32Builder::new(),
+                UInt32Builder::new(),
+                UInt32Builder::new(),
+            );
             for s in 0..SERIES {
                 let r: u64 = rng.random_range(200..2000);
                 req.append_value(r);
@@ -67,7 +73,10 @@ fn payloads() -> Vec<Payload> {
             Payload {
                 cols: vec![
                     Arc::new(UInt32Array::from_iter_values(0..SERIES)),
-                    Arc::new(UInt32Array::from_iter_values(std::iter::repeat_n(10_000, SERIES as usize))),
+                    Arc::new(UInt32Array::from_iter_values(std::iter::repeat_n(
+                        10_000,
+                        SERIES as usize,
+                    ))),
                     Arc::new(req.finish()),
                     Arc::new(err.finish()),
                     Arc::new(retries.finish()),
@@ -83,8 +92,11 @@ fn payloads() -> Vec<Payload> {
 }
 
 fn tick_batch(p: &Payload, tick: i64) -> RecordBatch {
-    let ts = TimestampMillisecondArray::from_iter_values(std::iter::repeat_n(T0 + tick * STEP_MS, SERIES as usize))
-        .with_timezone("UTC");
+    let ts = TimestampMillisecondArray::from_iter_values(std::iter::repeat_n(
+        T0 + tick * STEP_MS,
+        SERIES as usize,
+    ))
+    .with_timezone("UTC");
     let mut cols = p.cols.clone();
     cols.insert(1, Arc::new(ts));
     RecordBatch::try_new(schema::sample_schema(), cols).expect("schema")
@@ -106,12 +118,25 @@ fn read_only(batch: &RecordBatch) -> f64 {
     }
     let col = |n: &str| batch.column_by_name(n).expect("column");
     let mut acc = 0.0;
-    acc += fold(col(schema::SERIES_ID).as_primitive::<UInt32Type>().values(), f64::from);
+    acc += fold(
+        col(schema::SERIES_ID).as_primitive::<UInt32Type>().values(),
+        f64::from,
+    );
     #[allow(clippy::cast_precision_loss)]
     {
-        acc += fold(col(schema::TS).as_primitive::<TimestampMillisecondType>().values(), |v| v as f64);
+        acc += fold(
+            col(schema::TS)
+                .as_primitive::<TimestampMillisecondType>()
+                .values(),
+            |v| v as f64,
+        );
     }
-    acc += fold(col(schema::INTERVAL_MS).as_primitive::<UInt32Type>().values(), f64::from);
+    acc += fold(
+        col(schema::INTERVAL_MS)
+            .as_primitive::<UInt32Type>()
+            .values(),
+        f64::from,
+    );
     for n in [schema::REQUESTS, schema::ERRORS, schema::RETRIES] {
         let a = col(n).as_primitive::<UInt64Type>();
         #[allow(clippy::cast_precision_loss)]
@@ -121,7 +146,11 @@ fn read_only(batch: &RecordBatch) -> f64 {
     }
     let p99 = col(schema::LATENCY_P99_MS).as_primitive::<Float64Type>();
     acc += fold(p99.values(), |v| v);
-    for n in [schema::DB_POOL_ACTIVE, schema::DB_POOL_MAX, schema::DB_POOL_PENDING] {
+    for n in [
+        schema::DB_POOL_ACTIVE,
+        schema::DB_POOL_MAX,
+        schema::DB_POOL_PENDING,
+    ] {
         let a = col(n).as_primitive::<UInt32Type>();
         #[allow(clippy::cast_precision_loss)]
         {
@@ -140,16 +169,26 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
 
     let probe = tick_batch(&payloads[0], 1);
-    group.bench_function("read_only_baseline", |b| b.iter(|| black_box(read_only(black_box(&probe)))));
+    group.bench_function("read_only_baseline", |b| {
+        b.iter(|| black_box(read_only(black_box(&probe))))
+    });
 
     group.bench_function("detect_all_kinds", |b| {
-        let mut det = Detector::new(DetectorConfig { allowed_lateness_s: 0.0, ..DetectorConfig::default() })
-            .expect("config");
+        let mut det = Detector::new(DetectorConfig {
+            allowed_lateness_s: 0.0,
+            ..DetectorConfig::default()
+        })
+        .expect("config");
         let mut out = Vec::new();
         // Warm up past the detector's warm-up period so the candidate path is live.
         let mut tick = 1;
         while tick <= 100 {
-            det.push_batch(&tick_batch(&payloads[tick as usize % VARIANTS], tick), &keys, &mut out).expect("push");
+            det.push_batch(
+                &tick_batch(&payloads[tick as usize % VARIANTS], tick),
+                &keys,
+                &mut out,
+            )
+            .expect("push");
             tick += 1;
         }
         b.iter_custom(|iters| {
@@ -158,7 +197,8 @@ fn bench(c: &mut Criterion) {
                 let batch = tick_batch(&payloads[tick as usize % VARIANTS], tick);
                 tick += 1;
                 let start = Instant::now();
-                det.push_batch(black_box(&batch), &keys, &mut out).expect("push");
+                det.push_batch(black_box(&batch), &keys, &mut out)
+                    .expect("push");
                 total += start.elapsed();
                 out.clear();
             }

@@ -1,1 +1,210 @@
-fn main(){}
+//! The `spikewatch` command line. Arguments are parsed here; the work is in the library.
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use detector::DetectorConfig;
+use spikewatch::{backtest, pipeline, report};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spikewatch",
+    version,
+    about = "Streaming anomaly detector for error-rate telemetry"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReplayFormat {
+    /// A table of alerts as they fire and resolve.
+    Table,
+    /// One alert event (CONTRACT section 5) per line, nothing else on stdout.
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScoreFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay a trace directory or samples file (.jsonl / .jsonl.gz) through the detector, in
+    /// event time, as fast as the machine allows.
+    Replay {
+        /// Trace directory (with samples.jsonl.gz) or a samples file.
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Table)]
+        format: ReplayFormat,
+        /// Detector configuration (JSON or TOML `[detector]`-less table of detector settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Rows per Arrow batch.
+        #[arg(long, default_value_t = 1024)]
+        batch_size: usize,
+    },
+    /// Replay every trace with a labels.json under a directory and print a scorecard. Exits 1
+    /// if any required detection was missed.
+    Backtest {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = ScoreFormat::Table)]
+        format: ScoreFormat,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also exit 1 when any trace has a false positive.
+        #[arg(long)]
+        fail_on_false_positives: bool,
+    },
+    /// Regenerate the incident traces (deterministic, fixed seeds) into a directory.
+    GenTraces {
+        #[arg(long, default_value = "testdata/incidents")]
+        out: PathBuf,
+    },
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<DetectorConfig> {
+    let Some(path) = path else {
+        return Ok(DetectorConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: DetectorConfig =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    cfg.clone()
+        .check()
+        .with_context(|| format!("checking {}", path.display()))?;
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("spikewatch: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Replay {
+            path,
+            format,
+            config,
+            batch_size,
+        } => {
+            let cfg = load_config(config.as_deref())?;
+            replay(&path, format, cfg, batch_size)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest {
+            dir,
+            format,
+            config,
+            fail_on_false_positives,
+        } => {
+            let cfg = load_config(config.as_deref())?;
+            let traces = ingest::trace::list_traces(&dir)
+                .with_context(|| format!("listing traces in {}", dir.display()))?;
+            let mut scores = Vec::new();
+            for t in traces {
+                let Some(labels) = t.labels.as_ref() else {
+                    continue;
+                };
+                let res = pipeline::replay(&t.path, cfg.clone(), 1024, |_, _| {})?;
+                scores.push(backtest::score(labels, &res.events));
+            }
+            if scores.is_empty() {
+                anyhow::bail!("no traces with labels.json under {}", dir.display());
+            }
+            match format {
+                ScoreFormat::Table => print!("{}", report::scorecard(&scores)),
+                ScoreFormat::Json => println!("{}", serde_json::to_string_pretty(&scores)?),
+            }
+            let failed = scores.iter().any(|s| !s.passed())
+                || (fail_on_false_positives
+                    && scores.iter().any(|s| !s.false_positives.is_empty()));
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::GenTraces { out } => {
+            let names = tracegen::write_all(&out).context("generating traces")?;
+            for n in names {
+                eprintln!("wrote {}", out.join(n).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn replay(
+    path: &Path,
+    format: ReplayFormat,
+    cfg: DetectorConfig,
+    batch_size: usize,
+) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb
+    });
+    if format == ReplayFormat::Table {
+        writeln!(out, "{}", report::ALERT_HEADER)?;
+    }
+    let mut write_err = None;
+    let res = pipeline::replay(path, cfg, batch_size, |events, messages| {
+        if let Some(pb) = &progress {
+            pb.set_message(format!("{messages} samples"));
+            pb.tick();
+        }
+        for e in events {
+            let r = match format {
+                ReplayFormat::Jsonl => serde_json::to_string(e)
+                    .map_err(std::io::Error::other)
+                    .and_then(|line| writeln!(out, "{line}")),
+                ReplayFormat::Table => writeln!(out, "{}", report::alert_line(e)),
+            };
+            if let Err(err) = r {
+                write_err.get_or_insert(err);
+            }
+        }
+    })?;
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    if let Some(err) = write_err {
+        return Err(err).context("writing alerts");
+    }
+    out.flush()?;
+    let st = res.stats;
+    let summary = format!(
+        "{} samples, {} evaluated, {} duplicates, {} too late, {} rejected, {} alert events",
+        res.messages,
+        st.processed,
+        st.duplicates,
+        st.too_late,
+        res.rejections.total(),
+        res.events.len()
+    );
+    eprintln!("spikewatch: {summary}");
+    for ex in &res.rejections.examples {
+        eprintln!("spikewatch: rejected {ex}");
+    }
+    Ok(())
+}

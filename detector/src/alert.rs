@@ -42,7 +42,6 @@ impl AlertKind {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
-
 }
 
 impl fmt::Display for AlertKind {
@@ -137,7 +136,11 @@ pub(crate) fn alert_id(cluster: &str, service: &str, kind: AlertKind, onset_ms: 
 pub(crate) fn summary(kind: AlertKind, value: f64, baseline: f64) -> String {
     match kind {
         AlertKind::ErrorRateSpike => {
-            format!("error ratio {:.1}% vs baseline {:.1}%", value * 100.0, baseline * 100.0)
+            format!(
+                "error ratio {:.1}% vs baseline {:.1}%",
+                value * 100.0,
+                baseline * 100.0
+            )
         }
         AlertKind::RetryAmplification => format!(
             "retries {:.1}% of requests vs baseline {:.1}%",
@@ -145,8 +148,14 @@ pub(crate) fn summary(kind: AlertKind, value: f64, baseline: f64) -> String {
             baseline * 100.0
         ),
         AlertKind::SuccessDrop => {
-            let drop = if baseline > 0.0 { (1.0 - value / baseline) * 100.0 } else { 0.0 };
-            format!("successful requests {value:.1}/s vs baseline {baseline:.1}/s ({drop:.0}% down)")
+            let drop = if baseline > 0.0 {
+                (1.0 - value / baseline) * 100.0
+            } else {
+                0.0
+            };
+            format!(
+                "successful requests {value:.1}/s vs baseline {baseline:.1}/s ({drop:.0}% down)"
+            )
         }
         AlertKind::DbPoolSaturation => format!(
             "DB pool {:.0}% in use vs baseline {:.0}%",
@@ -154,7 +163,11 @@ pub(crate) fn summary(kind: AlertKind, value: f64, baseline: f64) -> String {
             baseline * 100.0
         ),
         AlertKind::LatencySpike => {
-            let x = if baseline > 0.0 { value / baseline } else { 0.0 };
+            let x = if baseline > 0.0 {
+                value / baseline
+            } else {
+                0.0
+            };
             format!("p99 latency {value:.0} ms vs baseline {baseline:.0} ms (x{x:.1})")
         }
         AlertKind::TelemetryAbsent => {

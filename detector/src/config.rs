@@ -49,6 +49,9 @@ pub struct RatioConfig {
     /// Practical floor, absolute count: a run with fewer events than this never pages, whatever
     /// the odds (a handful of errors on a quiet series is not an incident).
     pub min_count: f64,
+    /// Significance a single sample must reach on its own to pass the practical floor with its
+    /// own ratio (a ramp whose run is still diluted by its first samples).
+    pub sample_alpha: f64,
     /// Significance of the exact (beta/binomial) test run on candidates before paging.
     pub alpha: f64,
     /// Prior ratio for series with little history (a beta prior, weight `prior_requests`).
@@ -82,6 +85,9 @@ pub struct LatencyConfig {
     /// CUSUM slack and threshold on the log-p99 z-score.
     pub cusum_k: f64,
     pub cusum_h: f64,
+    /// Single-sample rule: a sample this many deviations above baseline (and past the practical
+    /// floor) fires at once, without waiting for the CUSUM.
+    pub spike_z: f64,
     /// Floor of the log-p99 standard deviation, so a very steady series is not hair-triggered.
     pub min_log_sd: f64,
     /// Samples with fewer requests carry no usable p99 and are skipped.
@@ -126,6 +132,7 @@ impl Default for DetectorConfig {
                 min_odds_ratio: 3.0,
                 cusum_threshold: 6.0,
                 min_count: 5.0,
+                sample_alpha: 1e-3,
                 alpha: 1e-6,
                 prior_ratio: 0.002,
                 prior_requests: 500.0,
@@ -148,6 +155,7 @@ impl Default for RatioConfig {
             min_odds_ratio: 2.0,
             cusum_threshold: 6.0,
             min_count: 5.0,
+            sample_alpha: 1e-3,
             alpha: 1e-6,
             prior_ratio: 0.01,
             prior_requests: 500.0,
@@ -158,7 +166,12 @@ impl Default for RatioConfig {
 
 impl Default for SuccessDropConfig {
     fn default() -> Self {
-        Self { min_drop: 0.4, min_z: 4.0, confirm_samples: 2, conserved_tolerance: 0.15 }
+        Self {
+            min_drop: 0.4,
+            min_z: 4.0,
+            confirm_samples: 2,
+            conserved_tolerance: 0.15,
+        }
     }
 }
 
@@ -167,8 +180,9 @@ impl Default for LatencyConfig {
         Self {
             min_factor: 1.5,
             min_abs_ms: 20.0,
-            cusum_k: 1.0,
+            cusum_k: 1.5,
             cusum_h: 8.0,
+            spike_z: 6.0,
             min_log_sd: 0.05,
             min_requests: 20.0,
         }
@@ -180,7 +194,7 @@ impl Default for DbPoolConfig {
         Self {
             saturated_utilisation: 0.95,
             min_pending: 1.0,
-            warn_min_utilisation: 0.5,
+            warn_min_utilisation: 0.7,
             warn_level_z: 4.0,
             horizon_s: 300.0,
             confirm_samples: 2,
@@ -191,7 +205,9 @@ impl Default for DbPoolConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { absent_after_intervals: 3.0 }
+        Self {
+            absent_after_intervals: 3.0,
+        }
     }
 }
 
@@ -206,20 +222,70 @@ fn check(field: &str, v: f64, ok: bool, reason: &'static str) -> Result<(), Conf
     if ok && v.is_finite() {
         Ok(())
     } else {
-        Err(ConfigError { field: field.to_owned(), value: v.to_string(), reason })
+        Err(ConfigError {
+            field: field.to_owned(),
+            value: v.to_string(),
+            reason,
+        })
     }
 }
 
 fn check_ratio(prefix: &str, r: &RatioConfig) -> Result<(), ConfigError> {
     let f = |name: &str| format!("{prefix}.{name}");
-    check(&f("min_abs_increase"), r.min_abs_increase, (0.0..1.0).contains(&r.min_abs_increase), "must be in [0, 1)")?;
-    check(&f("min_odds_ratio"), r.min_odds_ratio, r.min_odds_ratio >= 1.0, "must be >= 1")?;
-    check(&f("cusum_threshold"), r.cusum_threshold, r.cusum_threshold > 0.0, "must be > 0")?;
-    check(&f("min_count"), r.min_count, r.min_count >= 0.0, "must be >= 0")?;
-    check(&f("alpha"), r.alpha, r.alpha > 0.0 && r.alpha < 0.5, "must be in (0, 0.5)")?;
-    check(&f("prior_ratio"), r.prior_ratio, r.prior_ratio > 0.0 && r.prior_ratio < 1.0, "must be in (0, 1)")?;
-    check(&f("prior_requests"), r.prior_requests, r.prior_requests > 0.0, "must be > 0")?;
-    check(&f("critical_ratio"), r.critical_ratio, (0.0..=1.0).contains(&r.critical_ratio), "must be in [0, 1]")?;
+    check(
+        &f("min_abs_increase"),
+        r.min_abs_increase,
+        (0.0..1.0).contains(&r.min_abs_increase),
+        "must be in [0, 1)",
+    )?;
+    check(
+        &f("min_odds_ratio"),
+        r.min_odds_ratio,
+        r.min_odds_ratio >= 1.0,
+        "must be >= 1",
+    )?;
+    check(
+        &f("cusum_threshold"),
+        r.cusum_threshold,
+        r.cusum_threshold > 0.0,
+        "must be > 0",
+    )?;
+    check(
+        &f("min_count"),
+        r.min_count,
+        r.min_count >= 0.0,
+        "must be >= 0",
+    )?;
+    check(
+        &f("sample_alpha"),
+        r.sample_alpha,
+        r.sample_alpha > 0.0 && r.sample_alpha < 0.5,
+        "must be in (0, 0.5)",
+    )?;
+    check(
+        &f("alpha"),
+        r.alpha,
+        r.alpha > 0.0 && r.alpha < 0.5,
+        "must be in (0, 0.5)",
+    )?;
+    check(
+        &f("prior_ratio"),
+        r.prior_ratio,
+        r.prior_ratio > 0.0 && r.prior_ratio < 1.0,
+        "must be in (0, 1)",
+    )?;
+    check(
+        &f("prior_requests"),
+        r.prior_requests,
+        r.prior_requests > 0.0,
+        "must be > 0",
+    )?;
+    check(
+        &f("critical_ratio"),
+        r.critical_ratio,
+        (0.0..=1.0).contains(&r.critical_ratio),
+        "must be in [0, 1]",
+    )?;
     Ok(())
 }
 
@@ -227,38 +293,137 @@ impl DetectorConfig {
     /// Validates every field and returns the runtime parameters, or the first bad field.
     pub fn check(self) -> Result<Params, ConfigError> {
         let c = &self;
-        check("allowed_lateness_s", c.allowed_lateness_s, c.allowed_lateness_s >= 0.0 && c.allowed_lateness_s <= 86_400.0, "must be in [0, 86400]")?;
+        check(
+            "allowed_lateness_s",
+            c.allowed_lateness_s,
+            c.allowed_lateness_s >= 0.0 && c.allowed_lateness_s <= 86_400.0,
+            "must be in [0, 86400]",
+        )?;
         check("warmup_s", c.warmup_s, c.warmup_s >= 0.0, "must be >= 0")?;
-        check("baseline_half_life_s", c.baseline_half_life_s, c.baseline_half_life_s > 0.0, "must be > 0")?;
-        check("resolve_after_s", c.resolve_after_s, c.resolve_after_s >= 0.0, "must be >= 0")?;
+        check(
+            "baseline_half_life_s",
+            c.baseline_half_life_s,
+            c.baseline_half_life_s > 0.0,
+            "must be > 0",
+        )?;
+        check(
+            "resolve_after_s",
+            c.resolve_after_s,
+            c.resolve_after_s >= 0.0,
+            "must be >= 0",
+        )?;
         check_ratio("error_rate", &c.error_rate)?;
         check_ratio("retry", &c.retry)?;
         let s = &c.success_drop;
-        check("success_drop.min_drop", s.min_drop, s.min_drop > 0.0 && s.min_drop < 1.0, "must be in (0, 1)")?;
-        check("success_drop.min_z", s.min_z, s.min_z >= 0.0, "must be >= 0")?;
-        check("success_drop.confirm_samples", f64::from(s.confirm_samples), s.confirm_samples >= 1, "must be >= 1")?;
-        check("success_drop.conserved_tolerance", s.conserved_tolerance, (0.0..1.0).contains(&s.conserved_tolerance), "must be in [0, 1)")?;
+        check(
+            "success_drop.min_drop",
+            s.min_drop,
+            s.min_drop > 0.0 && s.min_drop < 1.0,
+            "must be in (0, 1)",
+        )?;
+        check(
+            "success_drop.min_z",
+            s.min_z,
+            s.min_z >= 0.0,
+            "must be >= 0",
+        )?;
+        check(
+            "success_drop.confirm_samples",
+            f64::from(s.confirm_samples),
+            s.confirm_samples >= 1,
+            "must be >= 1",
+        )?;
+        check(
+            "success_drop.conserved_tolerance",
+            s.conserved_tolerance,
+            (0.0..1.0).contains(&s.conserved_tolerance),
+            "must be in [0, 1)",
+        )?;
         let l = &c.latency;
-        check("latency.min_factor", l.min_factor, l.min_factor >= 1.0, "must be >= 1")?;
-        check("latency.min_abs_ms", l.min_abs_ms, l.min_abs_ms >= 0.0, "must be >= 0")?;
-        check("latency.cusum_k", l.cusum_k, l.cusum_k >= 0.0, "must be >= 0")?;
+        check(
+            "latency.min_factor",
+            l.min_factor,
+            l.min_factor >= 1.0,
+            "must be >= 1",
+        )?;
+        check(
+            "latency.min_abs_ms",
+            l.min_abs_ms,
+            l.min_abs_ms >= 0.0,
+            "must be >= 0",
+        )?;
+        check(
+            "latency.cusum_k",
+            l.cusum_k,
+            l.cusum_k >= 0.0,
+            "must be >= 0",
+        )?;
         check("latency.cusum_h", l.cusum_h, l.cusum_h > 0.0, "must be > 0")?;
-        check("latency.min_log_sd", l.min_log_sd, l.min_log_sd > 0.0, "must be > 0")?;
-        check("latency.min_requests", l.min_requests, l.min_requests >= 0.0, "must be >= 0")?;
+        check("latency.spike_z", l.spike_z, l.spike_z > 0.0, "must be > 0")?;
+        check(
+            "latency.min_log_sd",
+            l.min_log_sd,
+            l.min_log_sd > 0.0,
+            "must be > 0",
+        )?;
+        check(
+            "latency.min_requests",
+            l.min_requests,
+            l.min_requests >= 0.0,
+            "must be >= 0",
+        )?;
         let p = &c.db_pool;
-        check("db_pool.saturated_utilisation", p.saturated_utilisation, p.saturated_utilisation > 0.0 && p.saturated_utilisation <= 1.0, "must be in (0, 1]")?;
-        check("db_pool.min_pending", p.min_pending, p.min_pending >= 0.0, "must be >= 0")?;
-        check("db_pool.warn_min_utilisation", p.warn_min_utilisation, (0.0..=1.0).contains(&p.warn_min_utilisation), "must be in [0, 1]")?;
-        check("db_pool.warn_level_z", p.warn_level_z, p.warn_level_z >= 0.0, "must be >= 0")?;
-        check("db_pool.horizon_s", p.horizon_s, p.horizon_s > 0.0, "must be > 0")?;
-        check("db_pool.confirm_samples", f64::from(p.confirm_samples), p.confirm_samples >= 1, "must be >= 1")?;
+        check(
+            "db_pool.saturated_utilisation",
+            p.saturated_utilisation,
+            p.saturated_utilisation > 0.0 && p.saturated_utilisation <= 1.0,
+            "must be in (0, 1]",
+        )?;
+        check(
+            "db_pool.min_pending",
+            p.min_pending,
+            p.min_pending >= 0.0,
+            "must be >= 0",
+        )?;
+        check(
+            "db_pool.warn_min_utilisation",
+            p.warn_min_utilisation,
+            (0.0..=1.0).contains(&p.warn_min_utilisation),
+            "must be in [0, 1]",
+        )?;
+        check(
+            "db_pool.warn_level_z",
+            p.warn_level_z,
+            p.warn_level_z >= 0.0,
+            "must be >= 0",
+        )?;
+        check(
+            "db_pool.horizon_s",
+            p.horizon_s,
+            p.horizon_s > 0.0,
+            "must be > 0",
+        )?;
+        check(
+            "db_pool.confirm_samples",
+            f64::from(p.confirm_samples),
+            p.confirm_samples >= 1,
+            "must be >= 1",
+        )?;
         check("db_pool.min_sd", p.min_sd, p.min_sd > 0.0, "must be > 0")?;
         let t = &c.telemetry;
-        check("telemetry.absent_after_intervals", t.absent_after_intervals, t.absent_after_intervals >= 1.0, "must be >= 1")?;
+        check(
+            "telemetry.absent_after_intervals",
+            t.absent_after_intervals,
+            t.absent_after_intervals >= 1.0,
+            "must be >= 1",
+        )?;
         // Whole milliseconds: the clamp above keeps this in range.
         #[allow(clippy::cast_possible_truncation)]
         let lateness_ms = (c.allowed_lateness_s * 1000.0).round() as i64;
-        Ok(Params { lateness_ms, cfg: self })
+        Ok(Params {
+            lateness_ms,
+            cfg: self,
+        })
     }
 }
 
@@ -274,13 +439,31 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let cases: Vec<(&str, Box<dyn Fn(&mut DetectorConfig)>)> = vec![
-            ("allowed_lateness_s", Box::new(|c| c.allowed_lateness_s = -1.0)),
+            (
+                "allowed_lateness_s",
+                Box::new(|c| c.allowed_lateness_s = -1.0),
+            ),
             ("error_rate.alpha", Box::new(|c| c.error_rate.alpha = 0.0)),
-            ("retry.min_odds_ratio", Box::new(|c| c.retry.min_odds_ratio = 0.5)),
-            ("success_drop.min_drop", Box::new(|c| c.success_drop.min_drop = 1.5)),
-            ("latency.cusum_h", Box::new(|c| c.latency.cusum_h = f64::NAN)),
-            ("db_pool.confirm_samples", Box::new(|c| c.db_pool.confirm_samples = 0)),
-            ("telemetry.absent_after_intervals", Box::new(|c| c.telemetry.absent_after_intervals = 0.5)),
+            (
+                "retry.min_odds_ratio",
+                Box::new(|c| c.retry.min_odds_ratio = 0.5),
+            ),
+            (
+                "success_drop.min_drop",
+                Box::new(|c| c.success_drop.min_drop = 1.5),
+            ),
+            (
+                "latency.cusum_h",
+                Box::new(|c| c.latency.cusum_h = f64::NAN),
+            ),
+            (
+                "db_pool.confirm_samples",
+                Box::new(|c| c.db_pool.confirm_samples = 0),
+            ),
+            (
+                "telemetry.absent_after_intervals",
+                Box::new(|c| c.telemetry.absent_after_intervals = 0.5),
+            ),
         ];
         for (field, mutate) in cases {
             let mut c = DetectorConfig::default();

@@ -162,6 +162,8 @@ pub struct Detector {
     conserved: Vec<bool>,
     svc_rate: Vec<f64>,
     svc_lvl: Vec<f64>,
+    /// Per service: EWMA of its total success rate over the clusters reporting.
+    svc_base: Vec<f64>,
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
     /// Per tick: input columns, ts per row, warm flags (scratch, reused).
@@ -194,6 +196,7 @@ impl Detector {
             conserved: Vec::new(),
             svc_rate: Vec::new(),
             svc_lvl: Vec::new(),
+            svc_base: Vec::new(),
             active: HashMap::new(),
             stats: DetectorStats::default(),
             tick_ts: Vec::new(),
@@ -219,7 +222,8 @@ impl Detector {
 
     /// Bytes of per-series state (the struct-of-arrays columns and bookkeeping vectors).
     pub fn state_bytes_per_series() -> usize {
-        SeriesState::FIELDS * 8 + 8 /* newest_buffered */ + 1 /* expected */ + 4 /* service_of */
+        SeriesState::FIELDS * 8 + 8 /* newest_buffered */ + 1 /* expected */ + 4
+        /* service_of */
     }
 
     /// Newest event time seen, epoch ms.
@@ -251,6 +255,7 @@ impl Detector {
         self.conserved.resize(ns, false);
         self.svc_rate.resize(ns, 0.0);
         self.svc_lvl.resize(ns, 0.0);
+        self.svc_base.resize(ns, 0.0);
     }
 
     /// Feeds one batch (schema: [`crate::schema::sample_schema`]). `keys[id]` is the key of series
@@ -263,20 +268,34 @@ impl Detector {
         out: &mut Vec<AlertEvent>,
     ) -> Result<(), DetectorError> {
         self.register_series(keys);
-        let col = |name: &'static str| batch.column_by_name(name).ok_or(DetectorError::Column(name));
-        let sid = col(schema::SERIES_ID)?.as_primitive_opt::<UInt32Type>().ok_or(DetectorError::Column(schema::SERIES_ID))?;
+        let col = |name: &'static str| {
+            batch
+                .column_by_name(name)
+                .ok_or(DetectorError::Column(name))
+        };
+        let sid = col(schema::SERIES_ID)?
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or(DetectorError::Column(schema::SERIES_ID))?;
         let ts = col(schema::TS)?
             .as_primitive_opt::<TimestampMillisecondType>()
             .ok_or(DetectorError::Column(schema::TS))?;
-        let interval = col(schema::INTERVAL_MS)?.as_primitive_opt::<UInt32Type>().ok_or(DetectorError::Column(schema::INTERVAL_MS))?;
+        let interval = col(schema::INTERVAL_MS)?
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or(DetectorError::Column(schema::INTERVAL_MS))?;
         let u64col = |name: &'static str| {
-            col(name)?.as_primitive_opt::<UInt64Type>().ok_or(DetectorError::Column(name))
+            col(name)?
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or(DetectorError::Column(name))
         };
         let u32col = |name: &'static str| {
-            col(name)?.as_primitive_opt::<UInt32Type>().ok_or(DetectorError::Column(name))
+            col(name)?
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or(DetectorError::Column(name))
         };
         let f64col = |name: &'static str| {
-            col(name)?.as_primitive_opt::<Float64Type>().ok_or(DetectorError::Column(name))
+            col(name)?
+                .as_primitive_opt::<Float64Type>()
+                .ok_or(DetectorError::Column(name))
         };
         let req = u64col(schema::REQUESTS)?;
         let err = u64col(schema::ERRORS)?;
@@ -292,10 +311,18 @@ impl Detector {
         #[allow(clippy::cast_precision_loss)]
         for i in 0..batch.num_rows() {
             let opt_u64 = |a: &arrow_array::PrimitiveArray<UInt64Type>| {
-                if a.is_valid(i) { a.value(i) as f64 } else { f64::NAN }
+                if a.is_valid(i) {
+                    a.value(i) as f64
+                } else {
+                    f64::NAN
+                }
             };
             let opt_u32 = |a: &arrow_array::PrimitiveArray<UInt32Type>| {
-                if a.is_valid(i) { f64::from(a.value(i)) } else { f64::NAN }
+                if a.is_valid(i) {
+                    f64::from(a.value(i))
+                } else {
+                    f64::NAN
+                }
             };
             let row = Row {
                 sid: sid.value(i),
@@ -304,10 +331,18 @@ impl Detector {
                 req: req.value(i) as f64,
                 err: err.value(i) as f64,
                 retries: opt_u64(retries),
-                p99: if p99.is_valid(i) { p99.value(i) } else { f64::NAN },
+                p99: if p99.is_valid(i) {
+                    p99.value(i)
+                } else {
+                    f64::NAN
+                },
                 pool_active: opt_u32(pa),
                 pool_max: opt_u32(pm),
-                pool_pending: if pp.is_valid(i) { f64::from(pp.value(i)) } else { 0.0 },
+                pool_pending: if pp.is_valid(i) {
+                    f64::from(pp.value(i))
+                } else {
+                    0.0
+                },
             };
             self.push_row(&row, out);
         }
@@ -372,7 +407,14 @@ impl Detector {
             found => {
                 let at = found.map_or(0, |p| p + 1);
                 let rows = self.spare_rows.pop().unwrap_or_default();
-                self.pending.insert(at, Tick { ts: r.ts, rows, hits: 0 });
+                self.pending.insert(
+                    at,
+                    Tick {
+                        ts: r.ts,
+                        rows,
+                        hits: 0,
+                    },
+                );
                 at
             }
         };
@@ -409,7 +451,9 @@ impl Detector {
 
     fn close_ready(&mut self, out: &mut Vec<AlertEvent>) {
         loop {
-            let Some(front) = self.pending.front() else { return };
+            let Some(front) = self.pending.front() else {
+                return;
+            };
             let by_watermark = front.ts < self.max_ts.saturating_sub(self.p.lateness_ms)
                 || (self.p.lateness_ms == 0 && front.ts < self.max_ts);
             let complete = self.expected_count > 0 && front.hits >= self.expected_count;
@@ -438,7 +482,12 @@ impl Detector {
         self.prev_sids.extend_from_slice(&tick.rows.sid);
         // Recount the next tick's hits against the new expected set.
         if let Some(next) = self.pending.front_mut() {
-            next.hits = next.rows.sid.iter().filter(|&&s| self.expected[s as usize]).count();
+            next.hits = next
+                .rows
+                .sid
+                .iter()
+                .filter(|&&s| self.expected[s as usize])
+                .count();
         }
         tick.rows.clear();
         self.spare_rows.push(tick.rows);
@@ -457,15 +506,35 @@ impl Detector {
         // order), so the kernels run on the state columns in place. Otherwise gather the rows'
         // state into row-dense scratch, run there, and scatter back.
         let base = rows.sid.first().map_or(0, |&s| s as usize);
-        let contiguous = rows.sid.iter().enumerate().all(|(i, &s)| s as usize == base + i);
+        let contiguous = rows
+            .sid
+            .iter()
+            .enumerate()
+            .all(|(i, &s)| s as usize == base + i);
         let cfg = &self.p.cfg;
         if contiguous {
             prepare(cfg, rows, &mut self.st, base..base + n, &mut self.warm);
-            run_kernels(cfg, rows, &self.tick_ts, &self.warm, &mut self.st, base..base + n, tsf);
+            run_kernels(
+                cfg,
+                rows,
+                &self.tick_ts,
+                &self.warm,
+                &mut self.st,
+                base..base + n,
+                tsf,
+            );
         } else {
             self.st.gather(&rows.sid, &mut self.sc);
             prepare(cfg, rows, &mut self.sc, 0..n, &mut self.warm);
-            run_kernels(cfg, rows, &self.tick_ts, &self.warm, &mut self.sc, 0..n, tsf);
+            run_kernels(
+                cfg,
+                rows,
+                &self.tick_ts,
+                &self.warm,
+                &mut self.sc,
+                0..n,
+                tsf,
+            );
             self.st.scatter(&rows.sid, &self.sc);
         }
 
@@ -479,21 +548,46 @@ impl Detector {
                 self.svc_rate[svc] += self.st.s_rate[s];
                 self.svc_lvl[svc] += self.st.s_lvl[s];
             }
+            // A service's own total is the reference: per-cluster baselines can be stale (frozen
+            // by an incident, or raised by a long surge) while users' demand is not.
             let tol = cfg.success_drop.conserved_tolerance;
+            let dt = rows.dt.first().copied().unwrap_or(10.0);
+            let a = 1.0 - (-dt / cfg.baseline_half_life_s * std::f64::consts::LN_2).exp();
+            let a_short = 1.0 - (-dt / 300.0 * std::f64::consts::LN_2).exp();
             for svc in 0..self.conserved.len() {
-                self.conserved[svc] = self.svc_lvl[svc] > 0.0
-                    && self.svc_rate[svc] >= (1.0 - tol) * self.svc_lvl[svc];
+                let (total, base) = (self.svc_rate[svc], self.svc_base[svc]);
+                if self.svc_lvl[svc] <= 0.0 {
+                    continue; // no series of this service in the tick
+                }
+                if base <= 0.0 {
+                    self.svc_base[svc] = total;
+                    self.conserved[svc] = true;
+                    continue;
+                }
+                let conserved = total >= (1.0 - tol) * base;
+                self.conserved[svc] = conserved;
+                // Follow the service closely while it is whole; while it is not, follow only
+                // slowly, so an incident is not absorbed but a long one (over a diurnal swing)
+                // does not leave a stale reference behind.
+                let w = if conserved { a_short } else { a };
+                self.svc_base[svc] = base + w * (total.min(base * 1.2) - base);
             }
         }
 
         self.evaluate(ts, rows, full);
         self.tick_events.sort_by(|a, b| {
-            (a.kind, &a.cluster, &a.service, a.state == AlertState::Firing).cmp(&(
-                b.kind,
-                &b.cluster,
-                &b.service,
-                b.state == AlertState::Firing,
-            ))
+            (
+                a.kind,
+                &a.cluster,
+                &a.service,
+                a.state == AlertState::Firing,
+            )
+                .cmp(&(
+                    b.kind,
+                    &b.cluster,
+                    &b.service,
+                    b.state == AlertState::Firing,
+                ))
         });
         out.append(&mut self.tick_events);
     }
@@ -520,24 +614,62 @@ impl Detector {
                     (&self.p.cfg.retry, rows.retries[i])
                 };
                 let st = &self.st;
-                let (cus, firing, clear, rune, runn, runstart, phi, p0, p1) = if kind == AlertKind::ErrorRateSpike {
-                    (st.e_cus[s], st.e_firing[s], st.e_clear[s], st.e_rune[s], st.e_runn[s], st.e_runstart[s], st.e_phi[s], st.e_p0[s], st.e_p1[s])
-                } else {
-                    (st.r_cus[s], st.r_firing[s], st.r_clear[s], st.r_rune[s], st.r_runn[s], st.r_runstart[s], st.r_phi[s], st.r_p0[s], st.r_p1[s])
-                };
+                let (cus, firing, clear, rune, runn, runstart, phi, p0, p1) =
+                    if kind == AlertKind::ErrorRateSpike {
+                        (
+                            st.e_cus[s],
+                            st.e_firing[s],
+                            st.e_clear[s],
+                            st.e_rune[s],
+                            st.e_runn[s],
+                            st.e_runstart[s],
+                            st.e_phi[s],
+                            st.e_p0[s],
+                            st.e_p1[s],
+                        )
+                    } else {
+                        (
+                            st.r_cus[s],
+                            st.r_firing[s],
+                            st.r_clear[s],
+                            st.r_rune[s],
+                            st.r_runn[s],
+                            st.r_runstart[s],
+                            st.r_phi[s],
+                            st.r_p0[s],
+                            st.r_p1[s],
+                        )
+                    };
                 let req = rows.req[i];
-                let now_ratio = if req > 0.0 && x.is_finite() { x / req } else { 0.0 };
+                let now_ratio = if req > 0.0 && x.is_finite() {
+                    x / req
+                } else {
+                    0.0
+                };
                 if firing <= 0.0 {
                     if !(warm && cus > cfg.cusum_threshold && runn > 0.0) {
                         continue;
                     }
                     let run_ratio = rune / runn;
                     let ph = phi.max(1.0);
-                    if run_ratio < p1 || rune < cfg.min_count || binomial_upper_tail(rune / ph, runn / ph, p0) >= cfg.alpha {
+                    // Practical floor on the run or, for a ramp still diluted by its first
+                    // samples, on the latest sample when that sample alone is clearly above
+                    // baseline (so one noisy sample of a quiet series cannot carry it).
+                    let recent_ok = now_ratio >= p1
+                        && x.is_finite()
+                        && binomial_upper_tail(x / ph, req / ph, p0) < cfg.sample_alpha;
+                    if (run_ratio < p1 && !recent_ok)
+                        || rune < cfg.min_count
+                        || binomial_upper_tail(rune / ph, runn / ph, p0) >= cfg.alpha
+                    {
                         continue;
                     }
                     let value = now_ratio.max(run_ratio);
-                    let sev = if value >= cfg.critical_ratio { Severity::Critical } else { Severity::Warning };
+                    let sev = if value >= cfg.critical_ratio {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    };
                     #[allow(clippy::cast_possible_truncation)]
                     let onset = runstart as i64;
                     self.set_firing(s, kind, 1.0);
@@ -549,7 +681,13 @@ impl Detector {
             }
             // success_drop
             let st = &self.st;
-            let (low, firing, clear, rate, lvl) = (st.s_low[s], st.s_firing[s], st.s_clear[s], st.s_rate[s], st.s_lvl[s]);
+            let (low, firing, clear, rate, lvl) = (
+                st.s_low[s],
+                st.s_firing[s],
+                st.s_clear[s],
+                st.s_rate[s],
+                st.s_lvl[s],
+            );
             let cfg = &self.p.cfg.success_drop;
             if firing <= 0.0 {
                 if warm && low >= f64::from(cfg.confirm_samples) {
@@ -564,7 +702,15 @@ impl Detector {
                         let onset = st.s_runstart[s] as i64;
                         self.st.s_firing[s] = 1.0;
                         self.st.s_clear[s] = 0.0;
-                        self.fire(sid, AlertKind::SuccessDrop, onset, ts, Severity::Critical, rate, lvl);
+                        self.fire(
+                            sid,
+                            AlertKind::SuccessDrop,
+                            onset,
+                            ts,
+                            Severity::Critical,
+                            rate,
+                            lvl,
+                        );
                     }
                 }
             } else if clear >= resolve_s {
@@ -574,14 +720,29 @@ impl Detector {
             // latency_spike
             let st = &self.st;
             let lc = &self.p.cfg.latency;
-            let (cus, firing, clear, last, m) = (st.l_cus[s], st.l_firing[s], st.l_clear[s], st.l_last[s], st.l_m[s]);
+            let (cus, firing, clear, last, m) = (
+                st.l_cus[s],
+                st.l_firing[s],
+                st.l_clear[s],
+                st.l_last[s],
+                st.l_m[s],
+            );
             let valid_now = rows.p99[i].is_finite() && rows.req[i] >= lc.min_requests;
             if firing <= 0.0 {
                 let base = m.exp();
-                if warm && valid_now && cus > lc.cusum_h && last >= base * lc.min_factor && last - base >= lc.min_abs_ms {
+                if warm
+                    && valid_now
+                    && (cus > lc.cusum_h || st.l_z[s] >= lc.spike_z)
+                    && last >= base * lc.min_factor
+                    && last - base >= lc.min_abs_ms
+                {
                     #[allow(clippy::cast_possible_truncation)]
                     let onset = st.l_runstart[s] as i64;
-                    let sev = if last >= 3.0 * base { Severity::Critical } else { Severity::Warning };
+                    let sev = if last >= 3.0 * base {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    };
                     self.st.l_firing[s] = 1.0;
                     self.st.l_clear[s] = 0.0;
                     self.fire(sid, AlertKind::LatencySpike, onset, ts, sev, last, base);
@@ -594,13 +755,24 @@ impl Detector {
             // db_pool_saturation
             let st = &self.st;
             let pc = &self.p.cfg.db_pool;
-            let (warn, sat, firing, clear, last, base) = (st.p_warn[s], st.p_sat[s], st.p_firing[s], st.p_clear[s], st.p_last[s], st.p_base[s]);
+            let (warn, sat, firing, clear, last, base) = (
+                st.p_warn[s],
+                st.p_sat[s],
+                st.p_firing[s],
+                st.p_clear[s],
+                st.p_last[s],
+                st.p_base[s],
+            );
             let confirm = f64::from(pc.confirm_samples);
             if firing <= 0.0 {
                 if warm && (warn >= confirm || sat >= confirm) {
                     #[allow(clippy::cast_possible_truncation)]
                     let onset = st.p_runstart[s] as i64;
-                    let sev = if sat >= confirm { Severity::Critical } else { Severity::Warning };
+                    let sev = if sat >= confirm {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    };
                     self.st.p_firing[s] = 1.0;
                     self.st.p_clear[s] = 0.0;
                     self.fire(sid, AlertKind::DbPoolSaturation, onset, ts, sev, last, base);
@@ -625,10 +797,17 @@ impl Detector {
         (st.e_cus[s] > c.error_rate.cusum_threshold)
             | (st.r_cus[s] > c.retry.cusum_threshold)
             | (st.l_cus[s] > c.latency.cusum_h)
+            | (st.l_z[s] >= c.latency.spike_z)
             | (st.s_low[s] >= confirm_s)
             | (st.p_warn[s] >= confirm_p)
             | (st.p_sat[s] >= confirm_p)
-            | ((st.e_firing[s] + st.r_firing[s] + st.s_firing[s] + st.l_firing[s] + st.p_firing[s] + st.a_firing[s]) > 0.0)
+            | ((st.e_firing[s]
+                + st.r_firing[s]
+                + st.s_firing[s]
+                + st.l_firing[s]
+                + st.p_firing[s]
+                + st.a_firing[s])
+                > 0.0)
     }
 
     fn set_firing(&mut self, s: usize, kind: AlertKind, v: f64) {
@@ -682,16 +861,42 @@ impl Detector {
             #[allow(clippy::cast_precision_loss)]
             let gap = (ts - last) as f64 / 1000.0;
             #[allow(clippy::cast_possible_truncation)]
-            self.fire(s as u32, AlertKind::TelemetryAbsent, last, ts, Severity::Critical, gap, interval);
+            self.fire(
+                s as u32,
+                AlertKind::TelemetryAbsent,
+                last,
+                ts,
+                Severity::Critical,
+                gap,
+                interval,
+            );
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn fire(&mut self, sid: SeriesId, kind: AlertKind, onset: i64, ts: i64, severity: Severity, value: f64, baseline: f64) {
+    fn fire(
+        &mut self,
+        sid: SeriesId,
+        kind: AlertKind,
+        onset: i64,
+        ts: i64,
+        severity: Severity,
+        value: f64,
+        baseline: f64,
+    ) {
         let key = &self.keys[sid as usize];
         let onset = onset.min(ts);
         let id = alert_id(&key.cluster, &key.service, kind, onset);
-        self.active.insert((sid, kind), Active { id: id.clone(), onset, detected_at: ts, severity, baseline });
+        self.active.insert(
+            (sid, kind),
+            Active {
+                id: id.clone(),
+                onset,
+                detected_at: ts,
+                severity,
+                baseline,
+            },
+        );
         self.tick_events.push(AlertEvent {
             id,
             kind,
@@ -711,7 +916,9 @@ impl Detector {
     }
 
     fn resolve(&mut self, sid: SeriesId, kind: AlertKind, ts: i64, value: f64) {
-        let Some(a) = self.active.remove(&(sid, kind)) else { return };
+        let Some(a) = self.active.remove(&(sid, kind)) else {
+            return;
+        };
         let key = &self.keys[sid as usize];
         self.tick_events.push(AlertEvent {
             id: a.id,
@@ -754,7 +961,11 @@ impl Detector {
             success_rate: st.s_rate[s],
             success_baseline: ratio(st.s_sum[s], st.s_w[s]),
             latency_p99_ms: st.l_last[s],
-            latency_baseline_ms: if st.l_n[s] > 0.0 { st.l_m[s].exp() } else { 0.0 },
+            latency_baseline_ms: if st.l_n[s] > 0.0 {
+                st.l_m[s].exp()
+            } else {
+                0.0
+            },
             pool_utilisation: st.p_last[s],
             pool_baseline: st.p_base[s],
             firing,
@@ -763,17 +974,31 @@ impl Detector {
 }
 
 /// Per-row interval bookkeeping and warm-up flags, ahead of the kernels.
-fn prepare(cfg: &DetectorConfig, rows: &Rows, sc: &mut SeriesState, r: std::ops::Range<usize>, warm: &mut Vec<f64>) {
+fn prepare(
+    cfg: &DetectorConfig,
+    rows: &Rows,
+    sc: &mut SeriesState,
+    r: std::ops::Range<usize>,
+    warm: &mut Vec<f64>,
+) {
     let hl = cfg.baseline_half_life_s;
     warm.clear();
-    let (interval, alpha, seen) = (&mut sc.interval_s[r.clone()], &mut sc.alpha[r.clone()], &sc.seen[r]);
+    let (interval, alpha, seen) = (
+        &mut sc.interval_s[r.clone()],
+        &mut sc.alpha[r.clone()],
+        &sc.seen[r],
+    );
     for i in 0..rows.len() {
         let dt = rows.dt[i];
         if interval[i] != dt {
             interval[i] = dt;
             alpha[i] = 1.0 - (-dt / hl * std::f64::consts::LN_2).exp();
         }
-        warm.push(if seen[i] * dt >= cfg.warmup_s { 1.0 } else { 0.0 });
+        warm.push(if seen[i] * dt >= cfg.warmup_s {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 
@@ -787,7 +1012,12 @@ fn run_kernels(
     r: std::ops::Range<usize>,
     tsf: f64,
 ) {
-    let common = Common { ts: tick_ts, dt: &rows.dt, alpha: &sc.alpha[r.clone()], warm };
+    let common = Common {
+        ts: tick_ts,
+        dt: &rows.dt,
+        alpha: &sc.alpha[r.clone()],
+        warm,
+    };
     kernels::ratio(
         &cfg.error_rate,
         &common,
@@ -861,6 +1091,7 @@ fn run_kernels(
             firing: &sc.l_firing[r.clone()],
             clear: &mut sc.l_clear[r.clone()],
             runstart: &mut sc.l_runstart[r.clone()],
+            z: &mut sc.l_z[r.clone()],
         },
     );
     kernels::pool(

@@ -52,10 +52,30 @@ pub struct RatioCols<'a> {
 /// dispersion learn only while the series is quiet, so an incident is never absorbed.
 pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[f64], n: &[f64], s: RatioCols<'_>) {
     let len = x.len();
-    let (n, ts, dt, alpha, warm) = (&n[..len], &c.ts[..len], &c.dt[..len], &c.alpha[..len], &c.warm[..len]);
-    let (be, bn, phi, cus) = (&mut s.be[..len], &mut s.bn[..len], &mut s.phi[..len], &mut s.cus[..len]);
-    let (rune, runn, runstart) = (&mut s.rune[..len], &mut s.runn[..len], &mut s.runstart[..len]);
-    let (fe, fnn, firing, clear) = (&mut s.fe[..len], &mut s.fnn[..len], &s.firing[..len], &mut s.clear[..len]);
+    let (n, ts, dt, alpha, warm) = (
+        &n[..len],
+        &c.ts[..len],
+        &c.dt[..len],
+        &c.alpha[..len],
+        &c.warm[..len],
+    );
+    let (be, bn, phi, cus) = (
+        &mut s.be[..len],
+        &mut s.bn[..len],
+        &mut s.phi[..len],
+        &mut s.cus[..len],
+    );
+    let (rune, runn, runstart) = (
+        &mut s.rune[..len],
+        &mut s.runn[..len],
+        &mut s.runstart[..len],
+    );
+    let (fe, fnn, firing, clear) = (
+        &mut s.fe[..len],
+        &mut s.fnn[..len],
+        &s.firing[..len],
+        &mut s.clear[..len],
+    );
     let (p0s, p1s) = (&mut s.p0[..len], &mut s.p1[..len]);
     let prior_e = cfg.prior_ratio * cfg.prior_requests;
     let h = cfg.cusum_threshold;
@@ -64,7 +84,9 @@ pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[f64], n: &[f64], s: RatioCo
         let valid = xi.is_finite() && ni > 0.0;
         let p0 = ((be[i] + prior_e) / (bn[i] + cfg.prior_requests)).clamp(1e-6, 0.999);
         let odds1 = p0 / (1.0 - p0) * cfg.min_odds_ratio;
-        let p1 = (p0 + cfg.min_abs_increase).max(odds1 / (1.0 + odds1)).min(0.9999);
+        let p1 = (p0 + cfg.min_abs_increase)
+            .max(odds1 / (1.0 + odds1))
+            .min(0.9999);
         let l1 = fast_ln(p1 / p0);
         let l0 = fast_ln((1.0 - p1) / (1.0 - p0));
         let xv = if valid { xi } else { 0.0 };
@@ -72,12 +94,36 @@ pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[f64], n: &[f64], s: RatioCo
         let ph = phi[i].max(1.0);
         let llr = (xv * l1 + (nv - xv) * l0) / ph;
         let prev = cus[i];
-        let next = if warm[i] > 0.0 { (prev + llr).clamp(0.0, 1e12) } else { 0.0 };
+        let next = if warm[i] > 0.0 {
+            (prev + llr).clamp(0.0, 1e12)
+        } else {
+            0.0
+        };
         let starting = prev <= 0.0 && next > 0.0;
         let running = next > 0.0;
-        rune[i] = if running { if starting { xv } else { rune[i] + xv } } else { 0.0 };
-        runn[i] = if running { if starting { nv } else { runn[i] + nv } } else { 0.0 };
-        runstart[i] = if starting { ts[i] - dt[i] * 1000.0 } else { runstart[i] };
+        rune[i] = if running {
+            if starting {
+                xv
+            } else {
+                rune[i] + xv
+            }
+        } else {
+            0.0
+        };
+        runn[i] = if running {
+            if starting {
+                nv
+            } else {
+                runn[i] + nv
+            }
+        } else {
+            0.0
+        };
+        runstart[i] = if starting {
+            ts[i] - dt[i] * 1000.0
+        } else {
+            runstart[i]
+        };
         cus[i] = next;
         // Fast EWMA of the ratio, for recovery.
         let af = if valid { fast_alpha(dt[i]) } else { 0.0 };
@@ -117,10 +163,21 @@ pub struct SuccessCols<'a> {
 /// is both `min_drop` below the level and `min_z` deviations below it (Poisson noise plus the
 /// series' own relative spread). Upward moves are clipped when learning, so a healthy surge
 /// (absorbed traffic) does not raise the level and make its end look like a loss.
-pub fn success(cfg: &SuccessDropConfig, c: &Common<'_>, req: &[f64], err: &[f64], s: SuccessCols<'_>) {
+pub fn success(
+    cfg: &SuccessDropConfig,
+    c: &Common<'_>,
+    req: &[f64],
+    err: &[f64],
+    s: SuccessCols<'_>,
+) {
     let len = req.len();
     let (err, ts, dt, alpha) = (&err[..len], &c.ts[..len], &c.dt[..len], &c.alpha[..len]);
-    let (sum, w, var, low) = (&mut s.sum[..len], &mut s.w[..len], &mut s.var[..len], &mut s.low[..len]);
+    let (sum, w, var, low) = (
+        &mut s.sum[..len],
+        &mut s.w[..len],
+        &mut s.var[..len],
+        &mut s.low[..len],
+    );
     let (rate_o, lvl_o, firing) = (&mut s.rate[..len], &mut s.lvl[..len], &s.firing[..len]);
     let (clear, runstart) = (&mut s.clear[..len], &mut s.runstart[..len]);
     for i in 0..len {
@@ -130,16 +187,28 @@ pub fn success(cfg: &SuccessDropConfig, c: &Common<'_>, req: &[f64], err: &[f64]
         let rel = if lvl > 0.0 { rate / lvl - 1.0 } else { 0.0 };
         let sd = (var[i] + 1.0 / (lvl * dt[i]).max(1.0)).sqrt();
         let is_low = has_level && rel < -cfg.min_drop && rel < -cfg.min_z * sd;
-        runstart[i] = if is_low && low[i] <= 0.0 { ts[i] - dt[i] * 1000.0 } else { runstart[i] };
+        runstart[i] = if is_low && low[i] <= 0.0 {
+            ts[i] - dt[i] * 1000.0
+        } else {
+            runstart[i]
+        };
         low[i] = if is_low { low[i] + 1.0 } else { 0.0 };
-        clear[i] = if rel > -0.5 * cfg.min_drop { clear[i] + dt[i] } else { 0.0 };
+        clear[i] = if rel > -0.5 * cfg.min_drop {
+            clear[i] + dt[i]
+        } else {
+            0.0
+        };
         let quiet = firing[i] <= 0.0 && rel > -0.5 * cfg.min_drop;
         let a = if quiet { alpha[i] } else { 0.0 };
         let learn_rate = if has_level { rate.min(lvl * 1.2) } else { rate };
         sum[i] = sum[i] * (1.0 - a) + if quiet { learn_rate } else { 0.0 };
         w[i] = w[i] * (1.0 - a) + if quiet { 1.0 } else { 0.0 };
         let dev = rel.clamp(-1.0, 1.0);
-        var[i] += if has_level { a * (dev * dev - var[i]) } else { 0.0 };
+        var[i] += if has_level {
+            a * (dev * dev - var[i])
+        } else {
+            0.0
+        };
         rate_o[i] = rate;
         lvl_o[i] = lvl;
     }
@@ -156,15 +225,34 @@ pub struct LatencyCols<'a> {
     pub firing: &'a [f64],
     pub clear: &'a mut [f64],
     pub runstart: &'a mut [f64],
+    pub z: &'a mut [f64],
 }
 
 /// CUSUM on the z-score of log p99 against an EWMA mean/variance of log p99. Samples with too few
-/// requests (p99 of a handful of calls is noise) or no p99 are skipped.
+/// requests (p99 of a handful of calls is noise) or no p99 are skipped. The z-score of the
+/// latest sample is kept too, for the single-sample rule that catches sharp regressions at once.
 pub fn latency(cfg: &LatencyConfig, c: &Common<'_>, p99: &[f64], req: &[f64], s: LatencyCols<'_>) {
     let len = p99.len();
-    let (req, ts, dt, alpha, warm) = (&req[..len], &c.ts[..len], &c.dt[..len], &c.alpha[..len], &c.warm[..len]);
-    let (m, v, n, cus) = (&mut s.m[..len], &mut s.v[..len], &mut s.n[..len], &mut s.cus[..len]);
-    let (last, firing, clear, runstart) = (&mut s.last[..len], &s.firing[..len], &mut s.clear[..len], &mut s.runstart[..len]);
+    let (req, ts, dt, alpha, warm) = (
+        &req[..len],
+        &c.ts[..len],
+        &c.dt[..len],
+        &c.alpha[..len],
+        &c.warm[..len],
+    );
+    let (m, v, n, cus) = (
+        &mut s.m[..len],
+        &mut s.v[..len],
+        &mut s.n[..len],
+        &mut s.cus[..len],
+    );
+    let (last, firing, clear, runstart) = (
+        &mut s.last[..len],
+        &s.firing[..len],
+        &mut s.clear[..len],
+        &mut s.runstart[..len],
+    );
+    let zs = &mut s.z[..len];
     let min_sd2 = cfg.min_log_sd * cfg.min_log_sd;
     let ln_clear = fast_ln(1.0 + 0.5 * (cfg.min_factor - 1.0));
     for i in 0..len {
@@ -173,20 +261,44 @@ pub fn latency(cfg: &LatencyConfig, c: &Common<'_>, p99: &[f64], req: &[f64], s:
         let lp = fast_ln(if valid { p } else { 1.0 });
         let first = n[i] <= 0.0;
         let mean = if first { lp } else { m[i] };
-        let sd = v[i].max(min_sd2).sqrt();
+        // The spread of a p99 shrinks with the requests behind it: `v` holds the variance
+        // scaled by volume, so a quiet hour is judged with the wider spread it really has.
+        let vol = req[i].max(1.0);
+        let sd = (v[i] / vol).max(min_sd2).sqrt();
         let dev = lp - mean;
         let z = dev / sd;
         let prev = cus[i];
-        let next = if valid && warm[i] > 0.0 { (prev + z - cfg.cusum_k).clamp(0.0, 1e12) } else { prev };
-        runstart[i] = if prev <= 0.0 && next > 0.0 { ts[i] - dt[i] * 1000.0 } else { runstart[i] };
+        let next = if valid && warm[i] > 0.0 {
+            (prev + z - cfg.cusum_k).clamp(0.0, 1e12)
+        } else {
+            prev
+        };
+        runstart[i] = if prev <= 0.0 && next > 0.0 {
+            ts[i] - dt[i] * 1000.0
+        } else {
+            runstart[i]
+        };
         cus[i] = next;
-        clear[i] = if valid { if dev < ln_clear { clear[i] + dt[i] } else { 0.0 } } else { clear[i] };
+        clear[i] = if valid {
+            if dev < ln_clear {
+                clear[i] + dt[i]
+            } else {
+                0.0
+            }
+        } else {
+            clear[i]
+        };
         let quiet = valid && firing[i] <= 0.0 && z < 3.0;
-        let a = if quiet { alpha[i].max(1.0 / (n[i] + 1.0)) } else { 0.0 };
+        let a = if quiet {
+            alpha[i].max(1.0 / (n[i] + 1.0))
+        } else {
+            0.0
+        };
         m[i] = mean + a * dev;
-        v[i] += a * ((dev * dev).min(9.0 * sd * sd) - v[i]);
+        v[i] += a * ((dev * dev).min(9.0 * sd * sd) * vol - v[i]);
         n[i] += if quiet { 1.0 } else { 0.0 };
         last[i] = if valid { p } else { last[i] };
+        zs[i] = if valid && warm[i] > 0.0 { z } else { 0.0 };
     }
 }
 
@@ -218,9 +330,26 @@ pub fn pool(
     s: PoolCols<'_>,
 ) {
     let len = active.len();
-    let (max, pending, ts, dt, alpha) = (&max[..len], &pending[..len], &c.ts[..len], &c.dt[..len], &c.alpha[..len]);
-    let (lvl, tr, base, var, n) = (&mut s.lvl[..len], &mut s.tr[..len], &mut s.base[..len], &mut s.var[..len], &mut s.n[..len]);
-    let (last, warn, sat, firing) = (&mut s.last[..len], &mut s.warn[..len], &mut s.sat[..len], &s.firing[..len]);
+    let (max, pending, ts, dt, alpha) = (
+        &max[..len],
+        &pending[..len],
+        &c.ts[..len],
+        &c.dt[..len],
+        &c.alpha[..len],
+    );
+    let (lvl, tr, base, var, n) = (
+        &mut s.lvl[..len],
+        &mut s.tr[..len],
+        &mut s.base[..len],
+        &mut s.var[..len],
+        &mut s.n[..len],
+    );
+    let (last, warn, sat, firing) = (
+        &mut s.last[..len],
+        &mut s.warn[..len],
+        &mut s.sat[..len],
+        &s.firing[..len],
+    );
     let (clear, runstart) = (&mut s.clear[..len], &mut s.runstart[..len]);
     let min_var = cfg.min_sd * cfg.min_sd;
     for i in 0..len {
@@ -230,11 +359,19 @@ pub fn pool(
         let first = n[i] <= 0.0;
         let pred = lvl[i] + tr[i] * dt[i];
         let new_lvl = if first { u } else { 0.5 * u + 0.5 * pred };
-        let new_tr = if first { 0.0 } else { 0.3 * (new_lvl - lvl[i]) / dt[i] + 0.7 * tr[i] };
+        let new_tr = if first {
+            0.0
+        } else {
+            0.3 * (new_lvl - lvl[i]) / dt[i] + 0.7 * tr[i]
+        };
         let b = if first { u } else { base[i] };
         let sd = var[i].max(min_var).sqrt();
         let z = (new_lvl - b) / sd;
-        let eta = if new_tr > 0.0 { (1.0 - new_lvl).max(0.0) / new_tr } else { f64::INFINITY };
+        let eta = if new_tr > 0.0 {
+            (1.0 - new_lvl).max(0.0) / new_tr
+        } else {
+            f64::INFINITY
+        };
         let warn_now = valid
             && !first
             && new_lvl >= cfg.warn_min_utilisation
@@ -242,13 +379,27 @@ pub fn pool(
             && eta <= cfg.horizon_s;
         let sat_now = valid && u >= cfg.saturated_utilisation && pending[i] >= cfg.min_pending;
         let streak_start = (warn_now || sat_now) && warn[i] <= 0.0 && sat[i] <= 0.0;
-        runstart[i] = if streak_start { ts[i] - dt[i] * 1000.0 } else { runstart[i] };
+        runstart[i] = if streak_start {
+            ts[i] - dt[i] * 1000.0
+        } else {
+            runstart[i]
+        };
         warn[i] = if warn_now { warn[i] + 1.0 } else { 0.0 };
         sat[i] = if sat_now { sat[i] + 1.0 } else { 0.0 };
         let calm = valid && !warn_now && !sat_now && z < 0.5 * cfg.warn_level_z;
-        clear[i] = if calm { clear[i] + dt[i] } else if valid { 0.0 } else { clear[i] };
+        clear[i] = if calm {
+            clear[i] + dt[i]
+        } else if valid {
+            0.0
+        } else {
+            clear[i]
+        };
         let quiet = valid && firing[i] <= 0.0 && !warn_now && !sat_now;
-        let a = if quiet { alpha[i].max(1.0 / (n[i] + 1.0)) } else { 0.0 };
+        let a = if quiet {
+            alpha[i].max(1.0 / (n[i] + 1.0))
+        } else {
+            0.0
+        };
         let dev = u - b;
         lvl[i] = if valid { new_lvl } else { lvl[i] };
         tr[i] = if valid { new_tr } else { tr[i] };

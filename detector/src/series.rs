@@ -34,7 +34,12 @@ impl SeriesInterner {
 
     /// Returns the id of the series, interning it if new. `None` only if more than `u32::MAX`
     /// series were interned.
-    pub fn intern(&mut self, cluster: &str, service: &str, region: Option<&str>) -> Option<SeriesId> {
+    pub fn intern(
+        &mut self,
+        cluster: &str,
+        service: &str,
+        region: Option<&str>,
+    ) -> Option<SeriesId> {
         // Look up without allocating: the common case is a known series.
         if let Some(&id) = self.ids.get(cluster).and_then(|m| m.get(service)) {
             let key = &mut self.keys[id as usize];

@@ -62,8 +62,8 @@ soa! {
         // last rate and level, firing flag, clear count, run start.
         s_sum, s_w, s_var, s_low, s_rate, s_lvl, s_firing, s_clear, s_runstart,
         // latency_spike: log-p99 mean and variance, samples learned, CUSUM, last p99,
-        // firing flag, clear count, run start.
-        l_m, l_v, l_n, l_cus, l_last, l_firing, l_clear, l_runstart,
+        // firing flag, clear count, run start, z-score of the last sample.
+        l_m, l_v, l_n, l_cus, l_last, l_firing, l_clear, l_runstart, l_z,
         // db_pool_saturation: Holt level and trend, baseline and variance, samples learned,
         // last utilisation, warn/saturated streaks, firing flag, clear count, run start.
         p_lvl, p_tr, p_base, p_var, p_n, p_last, p_warn, p_sat, p_firing, p_clear, p_runstart,

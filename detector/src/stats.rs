@@ -60,7 +60,10 @@ mod tests {
         while x < 1e9 {
             let want = x.ln();
             let got = fast_ln(x);
-            assert!((got - want).abs() <= 1e-7 * want.abs().max(1.0), "ln({x}) = {got}, want {want}");
+            assert!(
+                (got - want).abs() <= 1e-7 * want.abs().max(1.0),
+                "ln({x}) = {got}, want {want}"
+            );
             x *= 1.37;
         }
     }

@@ -28,7 +28,11 @@ pub(crate) fn batch(rows: &[S]) -> RecordBatch {
     let mut retries = UInt64Builder::new();
     let mut p50 = Float64Builder::new();
     let mut p99 = Float64Builder::new();
-    let (mut pa, mut pm, mut pp) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
+    let (mut pa, mut pm, mut pp) = (
+        UInt32Builder::new(),
+        UInt32Builder::new(),
+        UInt32Builder::new(),
+    );
     for r in rows {
         retries.append_option(r.retries);
         p50.append_option(r.p99.map(|v| v / 4.0));
@@ -39,8 +43,13 @@ pub(crate) fn batch(rows: &[S]) -> RecordBatch {
     }
     let cols: Vec<ArrayRef> = vec![
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.sid))),
-        Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts)).with_timezone("UTC")),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.interval_ms))),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.interval_ms),
+        )),
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.req))),
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.err))),
         Arc::new(retries.finish()),
@@ -64,7 +73,12 @@ pub(crate) fn keys(n: u32, services: u32) -> Vec<SeriesKey> {
 }
 
 /// Runs samples through a default detector in chunks of `chunk` rows.
-pub(crate) fn run_with(cfg: DetectorConfig, keys: &[SeriesKey], rows: &[S], chunk: usize) -> Vec<AlertEvent> {
+pub(crate) fn run_with(
+    cfg: DetectorConfig,
+    keys: &[SeriesKey],
+    rows: &[S],
+    chunk: usize,
+) -> Vec<AlertEvent> {
     let mut d = Detector::new(cfg).unwrap();
     let mut out = Vec::new();
     for c in rows.chunks(chunk.max(1)) {
@@ -95,7 +109,14 @@ struct Shape {
 
 impl Default for Shape {
     fn default() -> Self {
-        Self { req: 1000.0, err: 0.002, retry: 0.01, p99: 300.0, pool: Some(0.45), present: true }
+        Self {
+            req: 1000.0,
+            err: 0.002,
+            retry: 0.01,
+            p99: 300.0,
+            pool: Some(0.45),
+            present: true,
+        }
     }
 }
 
@@ -111,9 +132,17 @@ fn simulate(n: u32, ticks: i64, seed: u64, shape: impl Fn(u32, i64) -> Shape) ->
                 continue;
             }
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let req = if sh.req > 0.0 { Poisson::new(sh.req).unwrap().sample(&mut rng) as u64 } else { 0 };
-            let err = Binomial::new(req, sh.err.clamp(0.0, 1.0)).unwrap().sample(&mut rng);
-            let retries = Binomial::new(req, sh.retry.clamp(0.0, 1.0)).unwrap().sample(&mut rng);
+            let req = if sh.req > 0.0 {
+                Poisson::new(sh.req).unwrap().sample(&mut rng) as u64
+            } else {
+                0
+            };
+            let err = Binomial::new(req, sh.err.clamp(0.0, 1.0))
+                .unwrap()
+                .sample(&mut rng);
+            let retries = Binomial::new(req, sh.retry.clamp(0.0, 1.0))
+                .unwrap()
+                .sample(&mut rng);
             let noise: f64 = rng.random_range(-0.08..0.08);
             let pool = sh.pool.map(|u| {
                 let jitter: f64 = rng.random_range(-0.04..0.04);
@@ -137,7 +166,10 @@ fn simulate(n: u32, ticks: i64, seed: u64, shape: impl Fn(u32, i64) -> Shape) ->
 }
 
 fn firing(events: &[AlertEvent]) -> Vec<&AlertEvent> {
-    events.iter().filter(|e| e.state == AlertState::Firing).collect()
+    events
+        .iter()
+        .filter(|e| e.state == AlertState::Firing)
+        .collect()
 }
 
 /// Tick index (0-based, the sample covering [t, t+1)) of an event time.
@@ -158,54 +190,128 @@ const ALL: &[AlertKind] = &AlertKind::ALL;
 const ONSET: i64 = 300;
 
 fn after(t: i64, a: Shape, b: Shape) -> Shape {
-    if t >= ONSET { b } else { a }
+    if t >= ONSET {
+        b
+    } else {
+        a
+    }
 }
 
 #[test]
 fn detector_kinds_table() {
     let cases = [
-        Case { name: "steady traffic is quiet", shape: |_, _| Shape::default(), want: &[], quiet: ALL },
+        Case {
+            name: "steady traffic is quiet",
+            shape: |_, _| Shape::default(),
+            want: &[],
+            quiet: ALL,
+        },
         Case {
             name: "sharp error spike fires within 2 intervals",
-            shape: |s, t| after(t, Shape::default(), if s == 0 { Shape { err: 0.4, ..Shape::default() } } else { Shape::default() }),
+            shape: |s, t| {
+                after(
+                    t,
+                    Shape::default(),
+                    if s == 0 {
+                        Shape {
+                            err: 0.4,
+                            ..Shape::default()
+                        }
+                    } else {
+                        Shape::default()
+                    },
+                )
+            },
             want: &[(AlertKind::ErrorRateSpike, ONSET, ONSET + 1)],
-            quiet: &[AlertKind::RetryAmplification, AlertKind::LatencySpike, AlertKind::DbPoolSaturation, AlertKind::TelemetryAbsent],
+            quiet: &[
+                AlertKind::RetryAmplification,
+                AlertKind::LatencySpike,
+                AlertKind::DbPoolSaturation,
+                AlertKind::TelemetryAbsent,
+            ],
         },
         Case {
             name: "low-volume series with occasional single errors is quiet",
-            shape: |_, t| Shape { req: 25.0, err: if t % 97 == 0 { 0.04 } else { 0.002 }, ..Shape::default() },
+            shape: |_, t| Shape {
+                req: 25.0,
+                err: if t % 97 == 0 { 0.04 } else { 0.002 },
+                ..Shape::default()
+            },
             want: &[],
             quiet: ALL,
         },
         Case {
             name: "low-volume series: 15 errors in 50 requests fires",
-            shape: |s, t| after(t, Shape { req: 50.0, ..Shape::default() }, Shape { req: 50.0, err: if s == 0 { 0.3 } else { 0.002 }, ..Shape::default() }),
+            shape: |s, t| {
+                after(
+                    t,
+                    Shape {
+                        req: 50.0,
+                        ..Shape::default()
+                    },
+                    Shape {
+                        req: 50.0,
+                        err: if s == 0 { 0.3 } else { 0.002 },
+                        ..Shape::default()
+                    },
+                )
+            },
             want: &[(AlertKind::ErrorRateSpike, ONSET, ONSET + 1)],
-            quiet: &[AlertKind::RetryAmplification, AlertKind::DbPoolSaturation, AlertKind::TelemetryAbsent],
+            quiet: &[
+                AlertKind::RetryAmplification,
+                AlertKind::DbPoolSaturation,
+                AlertKind::TelemetryAbsent,
+            ],
         },
         Case {
             name: "series with a high normal error ratio is quiet",
-            shape: |_, _| Shape { err: 0.08, ..Shape::default() },
+            shape: |_, _| Shape {
+                err: 0.08,
+                ..Shape::default()
+            },
             want: &[],
             quiet: ALL,
         },
         Case {
             name: "high-baseline series fires when it rises well above it",
-            shape: |s, t| after(t, Shape { err: 0.08, ..Shape::default() }, Shape { err: if s == 0 { 0.35 } else { 0.08 }, ..Shape::default() }),
+            shape: |s, t| {
+                after(
+                    t,
+                    Shape {
+                        err: 0.08,
+                        ..Shape::default()
+                    },
+                    Shape {
+                        err: if s == 0 { 0.35 } else { 0.08 },
+                        ..Shape::default()
+                    },
+                )
+            },
             want: &[(AlertKind::ErrorRateSpike, ONSET, ONSET + 1)],
             quiet: &[AlertKind::DbPoolSaturation, AlertKind::TelemetryAbsent],
         },
         Case {
             name: "overdispersed series is quiet",
-            shape: |_, t| Shape { req: 5000.0, err: 0.003 * (1.0 + 0.6 * ((t * 7919 % 13) as f64 / 6.0 - 1.0)), ..Shape::default() },
+            shape: |_, t| Shape {
+                req: 5000.0,
+                err: 0.003 * (1.0 + 0.6 * ((t * 7919 % 13) as f64 / 6.0 - 1.0)),
+                ..Shape::default()
+            },
             want: &[],
             quiet: ALL,
         },
         Case {
             name: "slow error ramp is caught early by accumulation",
             shape: |s, t| {
-                let ramp = if s == 0 && t >= ONSET { ((t - ONSET) as f64 / 90.0).min(1.0) * 0.6 } else { 0.0 };
-                Shape { err: 0.002 + ramp, ..Shape::default() }
+                let ramp = if s == 0 && t >= ONSET {
+                    ((t - ONSET) as f64 / 90.0).min(1.0) * 0.6
+                } else {
+                    0.0
+                };
+                Shape {
+                    err: 0.002 + ramp,
+                    ..Shape::default()
+                }
             },
             // The ratio reaches ~2% after 3 ticks; page before it reaches 10% (15 ticks).
             want: &[(AlertKind::ErrorRateSpike, ONSET, ONSET + 15)],
@@ -213,57 +319,141 @@ fn detector_kinds_table() {
         },
         Case {
             name: "retry storm with few errors",
-            shape: |s, t| after(t, Shape::default(), Shape { retry: if s == 0 { 0.08 } else { 0.01 }, ..Shape::default() }),
+            shape: |s, t| {
+                after(
+                    t,
+                    Shape::default(),
+                    Shape {
+                        retry: if s == 0 { 0.08 } else { 0.01 },
+                        ..Shape::default()
+                    },
+                )
+            },
             want: &[(AlertKind::RetryAmplification, ONSET, ONSET + 2)],
-            quiet: &[AlertKind::ErrorRateSpike, AlertKind::SuccessDrop, AlertKind::LatencySpike, AlertKind::DbPoolSaturation],
+            quiet: &[
+                AlertKind::ErrorRateSpike,
+                AlertKind::SuccessDrop,
+                AlertKind::LatencySpike,
+                AlertKind::DbPoolSaturation,
+            ],
         },
         Case {
             name: "benign load surge x2 is quiet",
-            shape: |_, t| Shape { req: if (ONSET..ONSET + 90).contains(&t) { 2000.0 } else { 1000.0 }, ..Shape::default() },
+            shape: |_, t| Shape {
+                req: if (ONSET..ONSET + 90).contains(&t) {
+                    2000.0
+                } else {
+                    1000.0
+                },
+                ..Shape::default()
+            },
             want: &[],
             quiet: ALL,
         },
         Case {
             name: "latency-only regression",
-            shape: |s, t| after(t, Shape::default(), Shape { p99: if s == 0 { 900.0 } else { 300.0 }, ..Shape::default() }),
+            shape: |s, t| {
+                after(
+                    t,
+                    Shape::default(),
+                    Shape {
+                        p99: if s == 0 { 900.0 } else { 300.0 },
+                        ..Shape::default()
+                    },
+                )
+            },
             want: &[(AlertKind::LatencySpike, ONSET, ONSET + 1)],
-            quiet: &[AlertKind::ErrorRateSpike, AlertKind::SuccessDrop, AlertKind::RetryAmplification, AlertKind::DbPoolSaturation],
+            quiet: &[
+                AlertKind::ErrorRateSpike,
+                AlertKind::SuccessDrop,
+                AlertKind::RetryAmplification,
+                AlertKind::DbPoolSaturation,
+            ],
         },
         Case {
             name: "traffic lost on a single-cluster service",
-            shape: |s, t| after(t, Shape::default(), Shape { req: if s == 0 { 300.0 } else { 1000.0 }, ..Shape::default() }),
+            shape: |s, t| {
+                after(
+                    t,
+                    Shape::default(),
+                    Shape {
+                        req: if s == 0 { 300.0 } else { 1000.0 },
+                        ..Shape::default()
+                    },
+                )
+            },
             want: &[(AlertKind::SuccessDrop, ONSET, ONSET + 2)],
-            quiet: &[AlertKind::ErrorRateSpike, AlertKind::DbPoolSaturation, AlertKind::TelemetryAbsent],
+            quiet: &[
+                AlertKind::ErrorRateSpike,
+                AlertKind::DbPoolSaturation,
+                AlertKind::TelemetryAbsent,
+            ],
         },
         Case {
             name: "pool climbing to full warns early",
             shape: |s, t| {
-                let u = if s == 0 && t >= ONSET { (0.45 + (t - ONSET) as f64 * 0.035).min(1.0) } else { 0.45 };
-                Shape { pool: Some(u), ..Shape::default() }
+                let u = if s == 0 && t >= ONSET {
+                    (0.45 + (t - ONSET) as f64 * 0.035).min(1.0)
+                } else {
+                    0.45
+                };
+                Shape {
+                    pool: Some(u),
+                    ..Shape::default()
+                }
             },
             // Full at ONSET + 16; the warning must come well before.
             want: &[(AlertKind::DbPoolSaturation, ONSET + 1, ONSET + 9)],
-            quiet: &[AlertKind::ErrorRateSpike, AlertKind::SuccessDrop, AlertKind::TelemetryAbsent],
+            quiet: &[
+                AlertKind::ErrorRateSpike,
+                AlertKind::SuccessDrop,
+                AlertKind::TelemetryAbsent,
+            ],
         },
         Case {
             name: "slow connection leak warns before the pool is full",
             shape: |s, t| {
-                let u = if s == 0 && t >= ONSET { (0.45 + (t - ONSET) as f64 * 0.003).min(1.0) } else { 0.45 };
-                Shape { pool: Some(u), ..Shape::default() }
+                let u = if s == 0 && t >= ONSET {
+                    (0.45 + (t - ONSET) as f64 * 0.003).min(1.0)
+                } else {
+                    0.45
+                };
+                Shape {
+                    pool: Some(u),
+                    ..Shape::default()
+                }
             },
             // Full at ONSET + 183.
             want: &[(AlertKind::DbPoolSaturation, ONSET + 60, ONSET + 183)],
-            quiet: &[AlertKind::ErrorRateSpike, AlertKind::SuccessDrop, AlertKind::TelemetryAbsent],
+            quiet: &[
+                AlertKind::ErrorRateSpike,
+                AlertKind::SuccessDrop,
+                AlertKind::TelemetryAbsent,
+            ],
         },
         Case {
             name: "silent series is reported absent within 3 intervals",
-            shape: |s, t| Shape { present: !(s == 0 && (ONSET..ONSET + 60).contains(&t)), ..Shape::default() },
+            shape: |s, t| Shape {
+                present: !(s == 0 && (ONSET..ONSET + 60).contains(&t)),
+                ..Shape::default()
+            },
             want: &[(AlertKind::TelemetryAbsent, ONSET + 2, ONSET + 2)],
-            quiet: &[AlertKind::ErrorRateSpike, AlertKind::RetryAmplification, AlertKind::LatencySpike],
+            quiet: &[
+                AlertKind::ErrorRateSpike,
+                AlertKind::RetryAmplification,
+                AlertKind::LatencySpike,
+            ],
         },
         Case {
             name: "an incident during warm-up does not page",
-            shape: |s, t| Shape { err: if s == 0 && (20..40).contains(&t) { 0.5 } else { 0.002 }, ..Shape::default() },
+            shape: |s, t| Shape {
+                err: if s == 0 && (20..40).contains(&t) {
+                    0.5
+                } else {
+                    0.002
+                },
+                ..Shape::default()
+            },
             want: &[],
             quiet: &[AlertKind::ErrorRateSpike],
         },
@@ -273,13 +463,22 @@ fn detector_kinds_table() {
         let keys = keys(4, 4);
         let events = run(&keys, &rows);
         for &(kind, lo, hi) in case.want {
-            let hit = firing(&events).into_iter().find(|e| e.kind == kind && e.cluster == "c0" && e.service == "svc0");
-            let Some(hit) = hit else { panic!("{}: no {kind} on series 0; got {events:#?}", case.name) };
+            let hit = firing(&events)
+                .into_iter()
+                .find(|e| e.kind == kind && e.cluster == "c0" && e.service == "svc0");
+            let Some(hit) = hit else {
+                panic!("{}: no {kind} on series 0; got {events:#?}", case.name)
+            };
             let t = tick_of(hit.detected_at);
-            assert!((lo..=hi).contains(&t), "{}: {kind} at tick {t}, want {lo}..={hi}", case.name);
+            assert!(
+                (lo..=hi).contains(&t),
+                "{}: {kind} at tick {t}, want {lo}..={hi}",
+                case.name
+            );
         }
         for e in firing(&events) {
-            let wanted = case.want.iter().any(|w| w.0 == e.kind) && e.cluster == "c0" && e.service == "svc0";
+            let wanted =
+                case.want.iter().any(|w| w.0 == e.kind) && e.cluster == "c0" && e.service == "svc0";
             assert!(
                 wanted || !case.quiet.contains(&e.kind),
                 "{}: unexpected {} on {}/{} at tick {}: {}",
@@ -317,29 +516,66 @@ fn lifecycle_fires_once_and_resolves_with_the_same_id() {
     let fired: Vec<_> = firing(&events);
     assert!(!fired.is_empty());
     for f in &fired {
-        let resolved: Vec<_> = events.iter().filter(|e| e.id == f.id && e.state == AlertState::Resolved).collect();
-        assert_eq!(resolved.len(), 1, "{} {} resolved {} times", f.kind, f.cluster, resolved.len());
+        let resolved: Vec<_> = events
+            .iter()
+            .filter(|e| e.id == f.id && e.state == AlertState::Resolved)
+            .collect();
+        assert_eq!(
+            resolved.len(),
+            1,
+            "{} {} resolved {} times",
+            f.kind,
+            f.cluster,
+            resolved.len()
+        );
         let r = resolved[0];
         assert!(r.resolved_at.unwrap() > f.detected_at);
-        assert_eq!((r.onset, r.detected_at, &r.cluster, r.kind), (f.onset, f.detected_at, &f.cluster, f.kind));
+        assert_eq!(
+            (r.onset, r.detected_at, &r.cluster, r.kind),
+            (f.onset, f.detected_at, &f.cluster, f.kind)
+        );
         assert!(f.onset <= f.detected_at);
         assert!(f.id.starts_with("a-") && f.id.len() == 18);
     }
     // One firing per (series, kind) for this single episode.
     let mut seen = std::collections::HashSet::new();
     for f in &fired {
-        assert!(seen.insert((f.cluster.clone(), f.service.clone(), f.kind)), "duplicate {:?}", f);
+        assert!(
+            seen.insert((f.cluster.clone(), f.service.clone(), f.kind)),
+            "duplicate {:?}",
+            f
+        );
     }
     // Event-time order.
-    assert!(events.windows(2).all(|w| w[0].resolved_at.unwrap_or(w[0].detected_at) <= w[1].resolved_at.unwrap_or(w[1].detected_at)));
+    assert!(events
+        .windows(2)
+        .all(|w| w[0].resolved_at.unwrap_or(w[0].detected_at)
+            <= w[1].resolved_at.unwrap_or(w[1].detected_at)));
     // What fired: c0 on both services for errors, retries, latency; silent series absent.
     for svc in ["svc0", "svc1"] {
-        for kind in [AlertKind::ErrorRateSpike, AlertKind::RetryAmplification, AlertKind::LatencySpike, AlertKind::DbPoolSaturation] {
-            assert!(fired.iter().any(|e| e.cluster == "c0" && e.service == svc && e.kind == kind), "{kind} on c0/{svc}");
+        for kind in [
+            AlertKind::ErrorRateSpike,
+            AlertKind::RetryAmplification,
+            AlertKind::LatencySpike,
+            AlertKind::DbPoolSaturation,
+        ] {
+            assert!(
+                fired
+                    .iter()
+                    .any(|e| e.cluster == "c0" && e.service == svc && e.kind == kind),
+                "{kind} on c0/{svc}"
+            );
         }
     }
-    assert!(fired.iter().any(|e| e.cluster == "c2" && e.service == "svc1" && e.kind == AlertKind::TelemetryAbsent));
-    assert!(fired.iter().all(|e| e.cluster == "c0" || e.kind == AlertKind::TelemetryAbsent), "{fired:#?}");
+    assert!(fired
+        .iter()
+        .any(|e| e.cluster == "c2" && e.service == "svc1" && e.kind == AlertKind::TelemetryAbsent));
+    assert!(
+        fired
+            .iter()
+            .all(|e| e.cluster == "c0" || e.kind == AlertKind::TelemetryAbsent),
+        "{fired:#?}"
+    );
 }
 
 #[test]
@@ -349,7 +585,11 @@ fn batch_size_does_not_change_alerts() {
     let want = run_with(DetectorConfig::default(), &keys, &rows, 1024);
     assert!(!want.is_empty());
     for chunk in [1, 7, 333] {
-        assert_eq!(run_with(DetectorConfig::default(), &keys, &rows, chunk), want, "chunk {chunk}");
+        assert_eq!(
+            run_with(DetectorConfig::default(), &keys, &rows, chunk),
+            want,
+            "chunk {chunk}"
+        );
     }
 }
 
@@ -386,7 +626,10 @@ fn late_and_duplicated_delivery_gives_the_same_alerts() {
 fn samples_beyond_the_allowed_lateness_are_counted_not_evaluated() {
     let keys = keys(1, 1);
     let mut rows = simulate(1, 100, 3, |_, _| Shape::default());
-    let stale = S { ts: rows[10].ts, ..rows[10] };
+    let stale = S {
+        ts: rows[10].ts,
+        ..rows[10]
+    };
     rows.push(stale);
     let mut d = Detector::new(DetectorConfig::default()).unwrap();
     let mut out = Vec::new();
@@ -402,19 +645,25 @@ fn samples_beyond_the_allowed_lateness_are_counted_not_evaluated() {
 fn a_tick_waits_for_a_missing_series_until_the_watermark_passes() {
     let keys = keys(2, 1);
     // Series 1 stops after tick 50; series 0 goes on.
-    let rows = simulate(2, 100, 3, |s, t| Shape { present: s == 0 || t < 50, ..Shape::default() });
+    let rows = simulate(2, 100, 3, |s, t| Shape {
+        present: s == 0 || t < 50,
+        ..Shape::default()
+    });
     let upto = |t: i64| rows.iter().filter(|r| r.ts <= T0 + (t + 1) * STEP).count();
     let mut d = Detector::new(DetectorConfig::default()).unwrap();
     let mut out = Vec::new();
     // Up to tick 60: tick 50 (series 1 missing) is held, as everything after it.
-    d.push_batch(&batch(&rows[..upto(60)]), &keys, &mut out).unwrap();
+    d.push_batch(&batch(&rows[..upto(60)]), &keys, &mut out)
+        .unwrap();
     assert_eq!(d.stats().ticks, 50);
     // Tick 62 is exactly 120 s after tick 50: still allowed, tick 50 stays open.
-    d.push_batch(&batch(&rows[upto(60)..upto(62)]), &keys, &mut out).unwrap();
+    d.push_batch(&batch(&rows[upto(60)..upto(62)]), &keys, &mut out)
+        .unwrap();
     assert_eq!(d.stats().ticks, 50);
     // Tick 63 moves the watermark past tick 50: it closes, and once the expected set has shrunk
     // to series 0, the complete ticks after it close too.
-    d.push_batch(&batch(&rows[upto(62)..upto(63)]), &keys, &mut out).unwrap();
+    d.push_batch(&batch(&rows[upto(62)..upto(63)]), &keys, &mut out)
+        .unwrap();
     assert_eq!(d.stats().ticks, 64);
 }
 
@@ -429,7 +678,10 @@ fn traffic_moved_between_clusters_of_a_service_is_not_a_loss() {
             (_, true) => 1500.0,
             _ => 1000.0,
         };
-        Shape { req, ..Shape::default() }
+        Shape {
+            req,
+            ..Shape::default()
+        }
     });
     let mut d = Detector::new(DetectorConfig::default()).unwrap();
     let mut out = Vec::new();
@@ -441,7 +693,11 @@ fn traffic_moved_between_clusters_of_a_service_is_not_a_loss() {
 
 #[test]
 fn state_fits_the_memory_budget() {
-    assert!(Detector::state_bytes_per_series() <= 1024, "{}", Detector::state_bytes_per_series());
+    assert!(
+        Detector::state_bytes_per_series() <= 1024,
+        "{}",
+        Detector::state_bytes_per_series()
+    );
 }
 
 #[test]
@@ -449,7 +705,22 @@ fn alert_json_has_the_contract_fields() {
     let keys = keys(6, 2);
     let events = run(&keys, &incident_rows());
     let v = serde_json::to_value(&events[0]).unwrap();
-    for f in ["id", "kind", "state", "severity", "cluster", "service", "region", "onset", "detected_at", "resolved_at", "value", "baseline", "summary", "incident_id"] {
+    for f in [
+        "id",
+        "kind",
+        "state",
+        "severity",
+        "cluster",
+        "service",
+        "region",
+        "onset",
+        "detected_at",
+        "resolved_at",
+        "value",
+        "baseline",
+        "summary",
+        "incident_id",
+    ] {
         assert!(v.get(f).is_some(), "missing {f} in {v}");
     }
     assert!(v["onset"].as_str().unwrap().ends_with('Z'));
