@@ -90,8 +90,12 @@ pub struct LatencyConfig {
     pub spike_z: f64,
     /// Floor of the log-p99 standard deviation, so a very steady series is not hair-triggered.
     pub min_log_sd: f64,
-    /// Samples with fewer requests carry no usable p99 and are skipped.
+    /// Samples with fewer requests carry no usable p99 (it is little more than the slowest of a
+    /// handful of calls) and are skipped.
     pub min_requests: f64,
+    /// Usable samples needed before the latency baseline can page (its own warm-up: a quiet
+    /// series may have few usable samples in the series' warm-up period).
+    pub min_samples: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,7 +136,7 @@ impl Default for DetectorConfig {
                 min_odds_ratio: 3.0,
                 cusum_threshold: 6.0,
                 min_count: 5.0,
-                sample_alpha: 1e-3,
+                sample_alpha: 1e-4,
                 alpha: 1e-6,
                 prior_ratio: 0.002,
                 prior_requests: 500.0,
@@ -155,7 +159,7 @@ impl Default for RatioConfig {
             min_odds_ratio: 2.0,
             cusum_threshold: 6.0,
             min_count: 5.0,
-            sample_alpha: 1e-3,
+            sample_alpha: 1e-4,
             alpha: 1e-6,
             prior_ratio: 0.01,
             prior_requests: 500.0,
@@ -184,7 +188,8 @@ impl Default for LatencyConfig {
             cusum_h: 8.0,
             spike_z: 6.0,
             min_log_sd: 0.05,
-            min_requests: 20.0,
+            min_requests: 50.0,
+            min_samples: 30.0,
         }
     }
 }
@@ -365,6 +370,12 @@ impl DetectorConfig {
             l.min_log_sd,
             l.min_log_sd > 0.0,
             "must be > 0",
+        )?;
+        check(
+            "latency.min_samples",
+            l.min_samples,
+            l.min_samples >= 0.0,
+            "must be >= 0",
         )?;
         check(
             "latency.min_requests",

@@ -732,6 +732,7 @@ impl Detector {
                 let base = m.exp();
                 if warm
                     && valid_now
+                    && st.l_n[s] >= lc.min_samples
                     && (cus > lc.cusum_h || st.l_z[s] >= lc.spike_z)
                     && last >= base * lc.min_factor
                     && last - base >= lc.min_abs_ms

@@ -132,8 +132,9 @@ pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[f64], n: &[f64], s: RatioCo
         let fast_ratio = if fnn[i] > 0.0 { fe[i] / fnn[i] } else { 0.0 };
         let calm = valid && fast_ratio < 0.5 * (p0 + p1);
         clear[i] = if calm { clear[i] + dt[i] } else { 0.0 };
-        // Learn only while quiet: not firing, CUSUM well below its threshold.
-        let quiet = valid && firing[i] <= 0.0 && next < 0.5 * h;
+        // Learn only while quiet: not firing, CUSUM below its threshold. (Excluding every
+        // sample that nudges the CUSUM would bias a quiet series' baseline towards zero errors.)
+        let quiet = valid && firing[i] <= 0.0 && next <= h;
         let a = if quiet { alpha[i] } else { 0.0 };
         be[i] = be[i] * (1.0 - a) + if quiet { xv } else { 0.0 };
         bn[i] = bn[i] * (1.0 - a) + if quiet { nv } else { 0.0 };
@@ -295,7 +296,14 @@ pub fn latency(cfg: &LatencyConfig, c: &Common<'_>, p99: &[f64], req: &[f64], s:
             0.0
         };
         m[i] = mean + a * dev;
-        v[i] += a * ((dev * dev).min(9.0 * sd * sd) * vol - v[i]);
+        // Winsorise at 3 deviations once the spread is known; not before, or a spread learned
+        // from the first few samples could never grow to its real size.
+        let clip = if n[i] < 30.0 {
+            f64::INFINITY
+        } else {
+            9.0 * sd * sd
+        };
+        v[i] += a * ((dev * dev).min(clip) * vol - v[i]);
         n[i] += if quiet { 1.0 } else { 0.0 };
         last[i] = if valid { p } else { last[i] };
         zs[i] = if valid && warm[i] > 0.0 { z } else { 0.0 };

@@ -266,7 +266,9 @@ pub(crate) fn build() -> Trace {
             &affected,
             ERRORS,
             RECOVERED,
-            60,
+            // The retry ratio ramps to x3 over about two minutes as dependents back off
+            // and retry; judge it over that ramp, not two intervals.
+            120,
             trigger,
         ),
         window(
@@ -284,7 +286,9 @@ pub(crate) fn build() -> Trace {
             &affected,
             ERRORS,
             RECOVERED,
-            60,
+            // The retry ratio ramps to x3 over about two minutes as dependents back off
+            // and retry; judge it over that ramp, not two intervals.
+            120,
             trigger,
         ),
         window(
@@ -373,7 +377,8 @@ traffic. A harmless api deploy at 16:32 is an unrelated earlier change.\n\n\
 - `db_pool_saturation` on the three us-east-1 auth series as an early warning (window 17:05, max delay \
 120 s), before their first `error_rate_spike`;\n\
 - `error_rate_spike` on auth, web and app of prod-use1-a/b/c within 2 intervals of 17:06;\n\
-- `retry_amplification` on auth and web of prod-use1-a/b/c within 60 s of 17:06;\n\
+- `retry_amplification` on auth and web of prod-use1-a/b/c within 120 s of 17:06 (the retry ratio \
+ramps to x3 over about two minutes, so this is judged over the ramp);\n\
 - an incident tied to `maint-5521`; nothing on `api` and nothing on eu-west-1.\n",
         seed = seed_path("001_c297582e921e307b.txt"),
     );
