@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use arrow_array::builder::{Float64Builder, UInt32Builder, UInt64Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
-use arrow_array::{
-    Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array, UInt64Array,
-};
+use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use detector::{schema, Detector, DetectorConfig, SeriesKey};
 use rand::{Rng, SeedableRng};

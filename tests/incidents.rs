@@ -141,7 +141,7 @@ fn clean_late_duplicate_1s() {
 #[test]
 fn every_trace_has_a_regression_test() {
     let src = include_str!("incidents.rs");
-    for t in ingest::trace::list_traces(&trace_dir("..").join("incidents")).unwrap() {
+    for t in ingest::trace::list_traces(trace_dir("..").join("incidents")).unwrap() {
         let test_name = t.name.replace('-', "_");
         assert!(
             src.contains(&format!("fn {test_name}()"))

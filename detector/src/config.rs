@@ -447,9 +447,11 @@ mod tests {
         assert!(DetectorConfig::default().check().is_ok());
     }
 
+    type Mutation = Box<dyn Fn(&mut DetectorConfig)>;
+
     #[test]
     fn bad_fields_are_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut DetectorConfig)>)> = vec![
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "allowed_lateness_s",
                 Box::new(|c| c.allowed_lateness_s = -1.0),
