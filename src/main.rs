@@ -86,6 +86,15 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<DetectorConfig> {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
+        // A closed pipe (`spikewatch replay ... | head`) is the reader's choice, not a failure.
+        Err(err)
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("spikewatch: error: {err:#}");
             ExitCode::from(2)
