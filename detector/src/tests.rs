@@ -726,9 +726,3 @@ fn alert_json_has_the_contract_fields() {
     assert!(v["onset"].as_str().unwrap().ends_with('Z'));
     assert_eq!(v["state"], "firing");
 }
-
-#[test]
-fn _silence_unused_rng_import() {
-    let mut r = ChaCha8Rng::seed_from_u64(1);
-    let _: f64 = r.random();
-}
