@@ -19,16 +19,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// `2026-02-12T21:20:10Z`, with `.mmm` only when the time has milliseconds.
 pub fn format_rfc3339(ms: i64) -> String {
+    let mut out = String::with_capacity(24);
+    write_rfc3339(&mut out, ms);
+    out
+}
+
+/// Appends the RFC 3339 UTC form of `ms` (see [`format_rfc3339`]) to `out`. Years outside
+/// 0000..=9999 are written as they come; callers that must stay within RFC 3339 check the range.
+pub fn write_rfc3339(out: &mut String, ms: i64) {
+    use std::fmt::Write as _;
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000);
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     let (h, mi, s) = (sod / 3600, (sod / 60) % 60, sod % 60);
-    if milli == 0 {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-    } else {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+    if milli != 0 {
+        let _ = write!(out, ".{milli:03}");
     }
+    out.push('Z');
 }
 
 pub(crate) struct Rfc3339;

@@ -9,8 +9,6 @@
 //! allows (numeric offsets, lower-case `t`/`z`, a space separator, leap seconds). Fractions
 //! finer than a millisecond are truncated toward the past on both paths.
 
-use std::fmt::Write as _;
-
 /// `0000-01-01T00:00:00Z` in epoch milliseconds: the earliest representable timestamp.
 pub const MIN_TS_MS: i64 = -62_167_219_200_000;
 /// `9999-12-31T23:59:59.999Z` in epoch milliseconds: the latest representable timestamp.
@@ -42,17 +40,7 @@ pub fn write_rfc3339_ms(out: &mut String, ms: i64) -> bool {
     if !(MIN_TS_MS..=MAX_TS_MS).contains(&ms) {
         return false;
     }
-    let days = ms.div_euclid(MS_PER_DAY);
-    let ms_of_day = ms.rem_euclid(MS_PER_DAY);
-    let (y, m, d) = civil_from_days(days);
-    let secs = ms_of_day / 1000;
-    let (hh, mm, ss, frac) = (secs / 3600, secs / 60 % 60, secs % 60, ms_of_day % 1000);
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}");
-    if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
-    }
-    out.push('Z');
+    detector::time::write_rfc3339(out, ms);
     true
 }
 
@@ -135,21 +123,6 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// Inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    // In range by construction: 1..=31 and 1..=12.
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
