@@ -604,7 +604,6 @@ impl Detector {
             let st = &self.st;
             // Telemetry is back.
             if st.a_firing[s] > 0.0 {
-                self.st.a_firing[s] = 0.0;
                 self.resolve(sid, AlertKind::TelemetryAbsent, ts, 0.0);
             }
             for kind in [AlertKind::ErrorRateSpike, AlertKind::RetryAmplification] {
@@ -672,10 +671,8 @@ impl Detector {
                     };
                     #[allow(clippy::cast_possible_truncation)]
                     let onset = runstart as i64;
-                    self.set_firing(s, kind, 1.0);
                     self.fire(sid, kind, onset, ts, sev, value, p0);
                 } else if clear >= resolve_s {
-                    self.set_firing(s, kind, 0.0);
                     self.resolve(sid, kind, ts, now_ratio);
                 }
             }
@@ -700,8 +697,6 @@ impl Detector {
                     } else {
                         #[allow(clippy::cast_possible_truncation)]
                         let onset = st.s_runstart[s] as i64;
-                        self.st.s_firing[s] = 1.0;
-                        self.st.s_clear[s] = 0.0;
                         self.fire(
                             sid,
                             AlertKind::SuccessDrop,
@@ -714,7 +709,6 @@ impl Detector {
                     }
                 }
             } else if clear >= resolve_s {
-                self.st.s_firing[s] = 0.0;
                 self.resolve(sid, AlertKind::SuccessDrop, ts, rate);
             }
             // latency_spike
@@ -744,13 +738,9 @@ impl Detector {
                     } else {
                         Severity::Warning
                     };
-                    self.st.l_firing[s] = 1.0;
-                    self.st.l_clear[s] = 0.0;
                     self.fire(sid, AlertKind::LatencySpike, onset, ts, sev, last, base);
                 }
             } else if clear >= resolve_s {
-                self.st.l_firing[s] = 0.0;
-                self.st.l_cus[s] = 0.0;
                 self.resolve(sid, AlertKind::LatencySpike, ts, last);
             }
             // db_pool_saturation
@@ -774,12 +764,9 @@ impl Detector {
                     } else {
                         Severity::Warning
                     };
-                    self.st.p_firing[s] = 1.0;
-                    self.st.p_clear[s] = 0.0;
                     self.fire(sid, AlertKind::DbPoolSaturation, onset, ts, sev, last, base);
                 }
             } else if clear >= resolve_s {
-                self.st.p_firing[s] = 0.0;
                 self.resolve(sid, AlertKind::DbPoolSaturation, ts, last);
             }
         }
@@ -811,27 +798,39 @@ impl Detector {
                 > 0.0)
     }
 
-    fn set_firing(&mut self, s: usize, kind: AlertKind, v: f64) {
+    /// Sets a kind's firing flag and restarts its clear time (telemetry has none).
+    fn set_flag(&mut self, s: usize, kind: AlertKind, firing: bool) {
+        let st = &mut self.st;
+        let (flag, clear) = match kind {
+            AlertKind::ErrorRateSpike => (&mut st.e_firing, Some(&mut st.e_clear)),
+            AlertKind::RetryAmplification => (&mut st.r_firing, Some(&mut st.r_clear)),
+            AlertKind::SuccessDrop => (&mut st.s_firing, Some(&mut st.s_clear)),
+            AlertKind::LatencySpike => (&mut st.l_firing, Some(&mut st.l_clear)),
+            AlertKind::DbPoolSaturation => (&mut st.p_firing, Some(&mut st.p_clear)),
+            AlertKind::TelemetryAbsent => (&mut st.a_firing, None),
+        };
+        flag[s] = if firing { 1.0 } else { 0.0 };
+        if let Some(clear) = clear {
+            clear[s] = 0.0;
+        }
+    }
+
+    /// After a resolution, accumulated evidence starts afresh.
+    fn reset_evidence(&mut self, s: usize, kind: AlertKind) {
         let st = &mut self.st;
         match kind {
             AlertKind::ErrorRateSpike => {
-                st.e_firing[s] = v;
-                st.e_clear[s] = 0.0;
-                if v <= 0.0 {
-                    st.e_cus[s] = 0.0;
-                    st.e_rune[s] = 0.0;
-                    st.e_runn[s] = 0.0;
-                }
+                st.e_cus[s] = 0.0;
+                st.e_rune[s] = 0.0;
+                st.e_runn[s] = 0.0;
             }
-            _ => {
-                st.r_firing[s] = v;
-                st.r_clear[s] = 0.0;
-                if v <= 0.0 {
-                    st.r_cus[s] = 0.0;
-                    st.r_rune[s] = 0.0;
-                    st.r_runn[s] = 0.0;
-                }
+            AlertKind::RetryAmplification => {
+                st.r_cus[s] = 0.0;
+                st.r_rune[s] = 0.0;
+                st.r_runn[s] = 0.0;
             }
+            AlertKind::LatencySpike => st.l_cus[s] = 0.0,
+            AlertKind::SuccessDrop | AlertKind::DbPoolSaturation | AlertKind::TelemetryAbsent => {}
         }
     }
 
@@ -855,7 +854,6 @@ impl Detector {
             }
         }
         for s in hits {
-            self.st.a_firing[s] = 1.0;
             #[allow(clippy::cast_possible_truncation)]
             let last = self.st.last_ts[s] as i64;
             let interval = self.st.interval_s[s];
@@ -885,6 +883,7 @@ impl Detector {
         value: f64,
         baseline: f64,
     ) {
+        self.set_flag(sid as usize, kind, true);
         let key = &self.keys[sid as usize];
         let onset = onset.min(ts);
         let id = alert_id(&key.cluster, &key.service, kind, onset);
@@ -917,6 +916,8 @@ impl Detector {
     }
 
     fn resolve(&mut self, sid: SeriesId, kind: AlertKind, ts: i64, value: f64) {
+        self.set_flag(sid as usize, kind, false);
+        self.reset_evidence(sid as usize, kind);
         let Some(a) = self.active.remove(&(sid, kind)) else {
             return;
         };
