@@ -6,3 +6,4 @@
 pub mod backtest;
 pub mod pipeline;
 pub mod report;
+pub mod service;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use detector::DetectorConfig;
-use spikewatch::{backtest, pipeline, report};
+use spikewatch::service::config::{ServiceConfig, SourceKind, SourceSettings};
+use spikewatch::{backtest, pipeline, report, service};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +63,45 @@ enum Command {
         #[arg(long)]
         fail_on_false_positives: bool,
     },
+    /// Run the service: the source in the config (Kafka, or the demo when none is configured)
+    /// through the detector, with the HTTP API, /metrics and the Alertmanager push.
+    Run {
+        /// Service configuration (TOML; see spikewatch.example.toml). Without it, the defaults:
+        /// the demo on 127.0.0.1:8686.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the service on the embedded demo: the testdata incident traces replayed in a loop,
+    /// event time compressed, with the API and /metrics up.
+    Demo {
+        /// Service configuration to start from (TOML); the flags below override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Event seconds played per wall second.
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Directory of traces.
+        #[arg(long)]
+        traces: Option<PathBuf>,
+        /// Play only this trace (repeatable); default: every trace with an incident.
+        #[arg(long = "trace")]
+        names: Vec<String>,
+        /// Event seconds at the start of each trace played without pacing.
+        #[arg(long)]
+        fast_forward: Option<f64>,
+        /// Alertmanager base URL to push alerts to (repeatable).
+        #[arg(long = "alertmanager")]
+        alertmanager: Vec<String>,
+        /// Play the traces once instead of looping; the API stays up afterwards.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check a service configuration file and explain every error by field. Exits 1 if it is
+    /// invalid.
+    CheckConfig { file: PathBuf },
     /// Regenerate the incident traces (deterministic, fixed seeds) into a directory.
     GenTraces {
         #[arg(long, default_value = "testdata/incidents")]
@@ -81,6 +121,22 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<DetectorConfig> {
         .check()
         .with_context(|| format!("checking {}", path.display()))?;
     Ok(cfg)
+}
+
+/// The service configuration: the file if given (else defaults), then the environment.
+fn service_config(path: Option<&Path>) -> anyhow::Result<ServiceConfig> {
+    let mut cfg = match path {
+        Some(p) => ServiceConfig::load(p)?,
+        None => ServiceConfig::default(),
+    };
+    cfg.apply_env(|k| std::env::var(k).ok())?;
+    Ok(cfg)
+}
+
+fn start_service(cfg: ServiceConfig) -> anyhow::Result<ExitCode> {
+    let settings = cfg.check()?;
+    service::run(settings)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -146,6 +202,84 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Run { config } => {
+            let cfg = service_config(config.as_deref())?;
+            start_service(cfg)
+        }
+        Command::Demo {
+            config,
+            listen,
+            speed,
+            traces,
+            names,
+            fast_forward,
+            alertmanager,
+            once,
+        } => {
+            let mut cfg = service_config(config.as_deref())?;
+            cfg.source.kind = Some(SourceKind::Demo);
+            let demo = &mut cfg.source.demo;
+            if let Some(v) = speed {
+                demo.speed = v;
+            }
+            if let Some(v) = traces {
+                demo.traces = v;
+            }
+            if !names.is_empty() {
+                demo.names = names;
+            }
+            if let Some(v) = fast_forward {
+                demo.fast_forward_s = v;
+            }
+            if once {
+                demo.repeat = false;
+            }
+            if let Some(v) = listen {
+                cfg.server.listen = v;
+            }
+            if !alertmanager.is_empty() {
+                cfg.alertmanager.urls = alertmanager;
+            }
+            start_service(cfg)
+        }
+        Command::CheckConfig { file } => {
+            let checked = ServiceConfig::load(&file).and_then(|mut c| {
+                c.apply_env(|k| std::env::var(k).ok())?;
+                c.check()
+            });
+            match checked {
+                Ok(s) => {
+                    println!("{}: ok", file.display());
+                    println!("  listen        {}", s.listen);
+                    let source = match &s.source {
+                        SourceSettings::Demo(d) => format!("demo ({})", d.traces.display()),
+                        SourceSettings::Kafka(k) => {
+                            format!("kafka {} topic {}", k.brokers, k.metrics_topic)
+                        }
+                    };
+                    println!("  source        {source}");
+                    let am = s.alertmanager.as_ref().map_or_else(
+                        || "off".to_string(),
+                        |a| {
+                            a.urls
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        },
+                    );
+                    println!("  alertmanager  {am}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    println!("{}: invalid", file.display());
+                    for e in &errors.0 {
+                        println!("  {e}");
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::GenTraces { out } => {
             let names = tracegen::write_all(&out).context("generating traces")?;

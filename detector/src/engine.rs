@@ -136,7 +136,20 @@ pub struct SeriesView {
     pub latency_baseline_ms: f64,
     pub pool_utilisation: f64,
     pub pool_baseline: f64,
+    /// Callers waiting for a DB connection at the last sample (NaN when not reported).
+    pub pool_pending: f64,
+    /// Requests, errors and retries of every sample evaluated for this series so far.
+    pub totals: SeriesTotals,
     pub firing: Vec<AlertKind>,
+}
+
+/// Cumulative counts over the samples a series has had evaluated (duplicates and samples
+/// dropped as too late are not counted), for counters downstream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesTotals {
+    pub requests: u64,
+    pub errors: u64,
+    pub retries: u64,
 }
 
 /// The streaming detector. Feed it sample batches in any order (within the allowed lateness);
@@ -166,6 +179,10 @@ pub struct Detector {
     svc_base: Vec<f64>,
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
+    /// Cold per-series counters, outside the kernels' state.
+    totals: Vec<SeriesTotals>,
+    /// Last reported DB pool pending count per series (NaN when not reported).
+    pool_pending: Vec<f64>,
     /// Per tick: input columns, ts per row, warm flags (scratch, reused).
     tick_ts: Vec<f64>,
     warm: Vec<f64>,
@@ -199,6 +216,8 @@ impl Detector {
             svc_base: Vec::new(),
             active: HashMap::new(),
             stats: DetectorStats::default(),
+            totals: Vec::new(),
+            pool_pending: Vec::new(),
             tick_ts: Vec::new(),
             warm: Vec::new(),
             single: Rows::default(),
@@ -250,6 +269,8 @@ impl Detector {
             self.st.r_phi[s] = 1.0;
         }
         self.newest_buffered.resize(n, NONE_TS);
+        self.totals.resize(n, SeriesTotals::default());
+        self.pool_pending.resize(n, f64::NAN);
         self.expected.resize(n, false);
         let ns = self.services.len();
         self.conserved.resize(ns, false);
@@ -498,6 +519,14 @@ impl Detector {
     fn process(&mut self, ts: i64, rows: &Rows, full: bool, out: &mut Vec<AlertEvent>) {
         let n = rows.len();
         self.stats.processed += n as u64;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        for (i, &s) in rows.sid.iter().enumerate() {
+            let t = &mut self.totals[s as usize];
+            t.requests += rows.req[i] as u64;
+            t.errors += rows.err[i] as u64;
+            t.retries += rows.retries[i] as u64;
+            self.pool_pending[s as usize] = rows.pool_pending[i];
+        }
         #[allow(clippy::cast_precision_loss)]
         let tsf = ts as f64;
         self.tick_ts.clear();
@@ -970,6 +999,8 @@ impl Detector {
             },
             pool_utilisation: st.p_last[s],
             pool_baseline: st.p_base[s],
+            pool_pending: self.pool_pending[s],
+            totals: self.totals[s],
             firing,
         })
     }

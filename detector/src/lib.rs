@@ -20,7 +20,7 @@ pub mod time;
 
 pub use alert::{AlertEvent, AlertKind, AlertState, Severity};
 pub use config::{ConfigError, DetectorConfig};
-pub use engine::{Detector, DetectorError, DetectorStats, SeriesView};
+pub use engine::{Detector, DetectorError, DetectorStats, SeriesTotals, SeriesView};
 pub use series::{SeriesId, SeriesInterner, SeriesKey};
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,50 @@
+//! The seam between where samples come from and the one pipeline that judges them. A source
+//! hands the pipeline thread deliveries of raw messages; the pipeline reports back which it
+//! processed (so a Kafka source can store offsets only then) and which it rejected (so a
+//! Kafka source can dead-letter them).
+
+use std::time::Duration;
+
+use ingest::trace::ChangeEvent;
+
+/// What a source hands the pipeline.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Raw sample messages (one CONTRACT section 1 sample each) and change events.
+    Messages {
+        samples: Vec<Vec<u8>>,
+        changes: Vec<ChangeEvent>,
+        /// Passed back to [`Source::processed`] once every sample has been through the detector.
+        token: u64,
+    },
+    /// What follows is an unrelated stream (the demo's next trace): start a fresh detector.
+    Restart { name: String },
+    /// The source is exhausted (`demo --once`, a finite file): close every tick and stop.
+    End,
+}
+
+/// A source of deliveries, driven from the pipeline thread.
+pub trait Source: Send {
+    /// A short name for logs and `/readyz`.
+    fn describe(&self) -> String;
+
+    /// Waits at most `max_wait` for the next delivery; `Ok(None)` when nothing came.
+    fn next(&mut self, max_wait: Duration) -> anyhow::Result<Option<Delivery>>;
+
+    /// Every sample of the delivery with this token has been consumed by the detector.
+    fn processed(&mut self, token: u64) -> anyhow::Result<()> {
+        let _ = token;
+        Ok(())
+    }
+
+    /// Sample `index` of the delivery `token` was rejected for `reason`.
+    fn rejected(&mut self, token: u64, index: usize, reason: &str) -> anyhow::Result<()> {
+        let _ = (token, index, reason);
+        Ok(())
+    }
+
+    /// Whether the source is connected and delivering (for `/readyz`).
+    fn is_up(&self) -> bool {
+        true
+    }
+}
