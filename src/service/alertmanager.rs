@@ -307,7 +307,10 @@ mod tests {
         assert_eq!(v["labels"]["service"], "checkout");
         assert_eq!(v["labels"]["severity"], "critical");
         assert_eq!(v["labels"]["region"], "eu-west-1");
-        assert_eq!(v["annotations"]["summary"], "error ratio 41.0% vs baseline 0.2%");
+        assert_eq!(
+            v["annotations"]["summary"],
+            "error ratio 41.0% vs baseline 0.2%"
+        );
         assert_eq!(v["annotations"]["incident_id"], "i-1");
         assert_eq!(v["startsAt"], "2026-11-21T10:00:00.000Z");
         assert_eq!(v["endsAt"], "2026-11-21T10:04:00.000Z");

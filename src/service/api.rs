@@ -170,7 +170,10 @@ impl QueryArgs {
             if !known.contains(&k.as_str()) {
                 return Err(AppError::bad(
                     k,
-                    format!("unknown parameter; this endpoint takes {}", known.join(", ")),
+                    format!(
+                        "unknown parameter; this endpoint takes {}",
+                        known.join(", ")
+                    ),
                 ));
             }
             if pairs[..i].iter().any(|(p, _)| p == k) {
@@ -251,7 +254,10 @@ async fn list_alerts(State(st): State<AppState>, q: Params) -> Result<Json<Value
             let kinds: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();
             AppError::bad(
                 "kind",
-                format!("`{v}` is not an alert kind; expected one of {}", kinds.join(", ")),
+                format!(
+                    "`{v}` is not an alert kind; expected one of {}",
+                    kinds.join(", ")
+                ),
             )
         })?),
     };
@@ -276,7 +282,7 @@ async fn list_alerts(State(st): State<AppState>, q: Params) -> Result<Json<Value
         .map(|a| (a.event.detected_at, a.seq, &a.event))
         .filter(|(d, s, _)| cursor.is_none_or(|c| (*d, *s) < c))
         .collect();
-    hits.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    hits.sort_by_key(|h| std::cmp::Reverse((h.0, h.1)));
     let more = hits.len() > limit;
     hits.truncate(limit);
     let next = if more {
@@ -313,9 +319,9 @@ async fn alert_stream(
                 .id(format!("{}:{}", ev.id, ev.state.as_str()))
                 .json_data(&ev)
                 .unwrap_or_else(|_| Event::default().comment("unserialisable alert")),
-            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
-                .event("lagged")
-                .data(format!("{n} transitions were skipped; re-read /api/v1/alerts")),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default().event("lagged").data(
+                format!("{n} transitions were skipped; re-read /api/v1/alerts"),
+            ),
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
@@ -381,7 +387,7 @@ async fn list_series(State(st): State<AppState>, q: Params) -> Result<Json<Value
         .filter(|(_, v)| {
             cluster.is_none_or(|c| v.key.cluster == c)
                 && service.is_none_or(|s| v.key.service == s)
-                && firing.is_none_or(|f| f == !v.firing.is_empty())
+                && firing.is_none_or(|f| f != v.firing.is_empty())
         })
         .filter(|(i, _)| *i >= start)
         .take(limit + 1)

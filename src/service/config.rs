@@ -183,7 +183,11 @@ pub struct ConfigErrors(pub Vec<FieldError>);
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "{n} configuration error{}", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} configuration error{}",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             write!(f, "\n  {e}")?;
         }
@@ -246,13 +250,13 @@ impl ServiceConfig {
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigErrors> {
         toml::from_str(text).map_err(|e| {
             let msg = e.message().to_string();
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             ConfigErrors(vec![FieldError {
                 field: field_from_toml_error(&msg, text, e.span()),
-                message: format!("{msg} (in {} at line {line}, column {col})", origin.display()),
+                message: format!(
+                    "{msg} (in {} at line {line}, column {col})",
+                    origin.display()
+                ),
             }])
         })
     }
@@ -287,10 +291,16 @@ impl ServiceConfig {
                     }),
                 },
                 "SPIKEWATCH_KAFKA_BROKERS" => {
-                    self.source.kafka.get_or_insert_with(KafkaConfig::default).brokers = v;
+                    self.source
+                        .kafka
+                        .get_or_insert_with(KafkaConfig::default)
+                        .brokers = v;
                 }
                 "SPIKEWATCH_KAFKA_GROUP_ID" => {
-                    self.source.kafka.get_or_insert_with(KafkaConfig::default).group_id = v;
+                    self.source
+                        .kafka
+                        .get_or_insert_with(KafkaConfig::default)
+                        .group_id = v;
                 }
                 "SPIKEWATCH_ALERTMANAGER_URLS" => {
                     self.alertmanager.urls = v
@@ -336,16 +346,16 @@ impl ServiceConfig {
                     u.trim_end_matches('/').to_string()
                 }
                 _ => {
-                    bad(
-                        "server.public_url",
-                        format!("`{u}` is not an http(s) URL"),
-                    );
+                    bad("server.public_url", format!("`{u}` is not an http(s) URL"));
                     String::new()
                 }
             },
             None => format!("http://{}", s.listen),
         };
-        if s.bearer_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        if s.bearer_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
             bad(
                 "server.bearer_token",
                 "is empty; remove it to turn authentication off".into(),
@@ -354,7 +364,10 @@ impl ServiceConfig {
         if !(s.request_timeout_s.is_finite() && s.request_timeout_s > 0.0) {
             bad(
                 "server.request_timeout_s",
-                format!("{} must be a positive number of seconds", s.request_timeout_s),
+                format!(
+                    "{} must be a positive number of seconds",
+                    s.request_timeout_s
+                ),
             );
         }
         if s.max_alerts == 0 {
@@ -370,7 +383,10 @@ impl ServiceConfig {
         if !(d.speed.is_finite() && d.speed > 0.0) {
             bad(
                 "source.demo.speed",
-                format!("{} must be a positive factor (event seconds per wall second)", d.speed),
+                format!(
+                    "{} must be a positive factor (event seconds per wall second)",
+                    d.speed
+                ),
             );
         }
         if !(d.fast_forward_s.is_finite() && d.fast_forward_s >= 0.0) {
@@ -498,7 +514,10 @@ fn field_from_toml_error(msg: &str, text: &str, span: Option<std::ops::Range<usi
     let line = text[line_start..].lines().next().unwrap_or("").trim();
     let key = if line.starts_with('[') {
         // An error on a table header: unknown section.
-        return line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        return line
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string();
     } else {
         line.split('=').next().unwrap_or("").trim().to_string()
     };
@@ -550,7 +569,11 @@ mod tests {
     #[test]
     fn each_bad_value_is_named_by_its_field() {
         let cases: &[(&str, &str, &[&str])] = &[
-            ("bad listen", "[server]\nlisten = \"nowhere\"\n", &["server.listen"]),
+            (
+                "bad listen",
+                "[server]\nlisten = \"nowhere\"\n",
+                &["server.listen"],
+            ),
             (
                 "unknown key",
                 "[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n",
@@ -577,13 +600,21 @@ mod tests {
                 "[detector.error_rate]\nalpah = 0.1\n",
                 &["detector.error_rate.alpah"],
             ),
-            ("demo speed", "[source.demo]\nspeed = 0\n", &["source.demo.speed"]),
+            (
+                "demo speed",
+                "[source.demo]\nspeed = 0\n",
+                &["source.demo.speed"],
+            ),
             (
                 "kafka format",
                 "[source.kafka]\nformat = \"avro\"\n",
                 &["source.kafka.format"],
             ),
-            ("empty token", "[server]\nbearer_token = \" \"\n", &["server.bearer_token"]),
+            (
+                "empty token",
+                "[server]\nbearer_token = \" \"\n",
+                &["server.bearer_token"],
+            ),
         ];
         for (name, text, want) in cases {
             assert_eq!(&fields(parse(text)), want, "case {name}");
@@ -592,11 +623,9 @@ mod tests {
 
     #[test]
     fn environment_overrides_the_file() {
-        let mut cfg = ServiceConfig::from_toml(
-            "[server]\nlisten = \"127.0.0.1:1\"\n",
-            Path::new("t.toml"),
-        )
-        .unwrap();
+        let mut cfg =
+            ServiceConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\n", Path::new("t.toml"))
+                .unwrap();
         let env = |k: &str| match k {
             "SPIKEWATCH_LISTEN" => Some("0.0.0.0:9000".to_string()),
             "SPIKEWATCH_ALERTMANAGER_URLS" => Some("http://a:9093, http://b:9093".into()),

@@ -228,7 +228,8 @@ mod tests {
 
     #[test]
     fn reads_and_shifts_event_time() {
-        let line = br#"{"ts":"2026-02-12T21:20:10Z","cluster":"a","service":"s","requests":1,"errors":0}"#;
+        let line =
+            br#"{"ts":"2026-02-12T21:20:10Z","cluster":"a","service":"s","requests":1,"errors":0}"#;
         let ts = event_time(line).unwrap();
         assert_eq!(ts, 1_770_931_210_000);
         let shifted = shift_line(line, ts + LOOP_SHIFT_MS).unwrap();

@@ -45,7 +45,10 @@ impl Metrics {
     pub fn new(series_limit: usize) -> Self {
         let registry = Registry::new();
         let m = Self {
-            samples: counter("spikewatch_samples_total", "Samples accepted by the decoder."),
+            samples: counter(
+                "spikewatch_samples_total",
+                "Samples accepted by the decoder.",
+            ),
             rejected: counter_vec(
                 "spikewatch_samples_rejected_total",
                 "Messages rejected, by reason.",
@@ -92,10 +95,7 @@ impl Metrics {
                 "Messages written to the dead-letter topic, by reason.",
                 &["reason"],
             ),
-            incidents_opened: counter(
-                "spikewatch_incidents_total",
-                "Fleet incidents opened.",
-            ),
+            incidents_opened: counter("spikewatch_incidents_total", "Fleet incidents opened."),
             registry,
             series_limit,
             dropped: std::sync::Arc::default(),
@@ -383,7 +383,10 @@ impl Metrics {
                 .iter()
                 .map(|(t, p, lag)| {
                     #[allow(clippy::cast_precision_loss)]
-                    (labels(&[("topic", t), ("partition", &p.to_string())]), *lag as f64)
+                    (
+                        labels(&[("topic", t), ("partition", &p.to_string())]),
+                        *lag as f64,
+                    )
                 })
                 .collect(),
             MetricType::GAUGE,

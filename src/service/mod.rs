@@ -110,8 +110,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(am) = settings.alertmanager.clone() {
         let urls: Vec<String> = am.urls.iter().map(ToString::to_string).collect();
         eprintln!("spikewatch: pushing alerts to {}", urls.join(", "));
-        let pusher =
-            alertmanager::Pusher::new(am, settings.public_url.clone(), metrics.clone());
+        let pusher = alertmanager::Pusher::new(am, settings.public_url.clone(), metrics.clone());
         tokio::spawn(pusher.run(hub.clone(), shutdown_rx.clone()));
     }
     tokio::spawn(status_line(hub.clone(), shutdown_rx.clone()));

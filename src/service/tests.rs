@@ -67,12 +67,24 @@ fn fixture(token: Option<&str>, series_limit: usize) -> (Router, Hub) {
     let hub = Hub::new(100);
     hub.publish(&[
         alert(1, AlertKind::ErrorRateSpike, AlertState::Firing, "a", 100),
-        alert(2, AlertKind::RetryAmplification, AlertState::Firing, "a", 200),
+        alert(
+            2,
+            AlertKind::RetryAmplification,
+            AlertState::Firing,
+            "a",
+            200,
+        ),
         alert(3, AlertKind::ErrorRateSpike, AlertState::Firing, "b", 300),
         alert(4, AlertKind::DbPoolSaturation, AlertState::Firing, "c", 400),
         alert(5, AlertKind::LatencySpike, AlertState::Firing, "c", 500),
     ]);
-    hub.publish(&[alert(3, AlertKind::ErrorRateSpike, AlertState::Resolved, "b", 300)]);
+    hub.publish(&[alert(
+        3,
+        AlertKind::ErrorRateSpike,
+        AlertState::Resolved,
+        "b",
+        300,
+    )]);
     hub.set_series(vec![
         series("a", "checkout", vec![AlertKind::ErrorRateSpike]),
         series("b", "checkout", vec![]),
@@ -163,7 +175,11 @@ async fn alert_filters() {
         ("since", "since=300000", all(&[5, 4, 3])),
         ("until", "until=1970-01-01T00:05:00Z", all(&[2, 1])),
         ("window", "since=200000&until=400000", all(&[3, 2])),
-        ("combined", "cluster=a&kind=retry_amplification&state=firing", all(&[2])),
+        (
+            "combined",
+            "cluster=a&kind=retry_amplification&state=firing",
+            all(&[2]),
+        ),
     ];
     for (name, q, want) in cases {
         let (s, v) = get_json(&app, &format!("/api/v1/alerts?{q}")).await;
@@ -255,7 +271,13 @@ async fn series_list_filters_and_detail() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| format!("{}/{}", s["cluster"].as_str().unwrap(), s["service"].as_str().unwrap()))
+            .map(|s| {
+                format!(
+                    "{}/{}",
+                    s["cluster"].as_str().unwrap(),
+                    s["service"].as_str().unwrap()
+                )
+            })
             .collect()
     };
     let cases: &[(&str, &[&str])] = &[
@@ -288,7 +310,10 @@ async fn series_list_filters_and_detail() {
     assert!(v["db_pool_pending"].is_null(), "not reported -> null");
     assert_eq!(v["last_sample_at"], "2023-11-14T22:13:20Z");
     assert_eq!(v["firing"], json!(["error_rate_spike"]));
-    assert_eq!(ids(&v, "recent_alerts"), ["a-0000000000000002", "a-0000000000000001"]);
+    assert_eq!(
+        ids(&v, "recent_alerts"),
+        ["a-0000000000000002", "a-0000000000000001"]
+    );
 }
 
 #[tokio::test]
@@ -393,7 +418,14 @@ async fn openapi_describes_every_route() {
             continue;
         }
         let uri = p
-            .replace("{id}", if p.contains("incidents") { "i-1" } else { "a-0000000000000001" })
+            .replace(
+                "{id}",
+                if p.contains("incidents") {
+                    "i-1"
+                } else {
+                    "a-0000000000000001"
+                },
+            )
             .replace("{cluster}", "a")
             .replace("{service}", "checkout");
         let (s, _, _) = call(&app, &uri, None).await;
@@ -421,8 +453,20 @@ async fn stream_sends_each_new_transition() {
     );
     let mut body = resp.into_body();
     // A repeat of a stored transition is not news; a new one is.
-    hub.publish(&[alert(1, AlertKind::ErrorRateSpike, AlertState::Firing, "a", 100)]);
-    hub.publish(&[alert(9, AlertKind::SuccessDrop, AlertState::Firing, "z", 900)]);
+    hub.publish(&[alert(
+        1,
+        AlertKind::ErrorRateSpike,
+        AlertState::Firing,
+        "a",
+        100,
+    )]);
+    hub.publish(&[alert(
+        9,
+        AlertKind::SuccessDrop,
+        AlertState::Firing,
+        "z",
+        900,
+    )]);
     let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
         .await
         .expect("an event within 5 s")
