@@ -1,8 +1,17 @@
 //! Scoring a replay against a trace's `labels.json` (CONTRACT section 3).
+//!
+//! Detections: every series of every window must get an alert of one of its kinds in time, and
+//! nothing may fire outside the windows. Causes: for windows that name the change that caused
+//! them (`"trigger"`), the incident covering those windows should rank that change first, and
+//! its cluster set should match the windows' clusters.
 
-use detector::{AlertEvent, AlertState};
-use ingest::trace::Labels;
+use std::collections::{BTreeSet, HashMap};
+
+use detector::{AlertEvent, AlertState, Incident};
+use ingest::trace::{Labels, Window};
 use serde::Serialize;
+
+use crate::pipeline::ReplayResult;
 
 /// Windows are extended by this much after `end` for recovery effects.
 pub const RECOVERY_GRACE_MS: i64 = 10 * 60 * 1000;
@@ -32,6 +41,28 @@ pub struct FalsePositive {
     pub summary: String,
 }
 
+/// How well incidents explained the windows that name one trigger (change id).
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerScore {
+    /// The change id the labels name.
+    pub trigger: String,
+    /// The incident holding most of the alerts on those windows' series, if any.
+    pub incident_id: Option<String>,
+    /// 1-based rank of the trigger among that incident's candidates (`None`: not listed).
+    pub rank: Option<usize>,
+    /// The incident's top-ranked change.
+    pub top: Option<String>,
+    /// Jaccard similarity of the incident's clusters and the windows' clusters (0 to 1).
+    pub cluster_jaccard: f64,
+}
+
+impl TriggerScore {
+    /// Ranked first.
+    pub fn hit(&self) -> bool {
+        self.rank == Some(1)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Score {
     pub trace: String,
@@ -43,12 +74,116 @@ pub struct Score {
     pub alerts: usize,
     pub false_positives: Vec<FalsePositive>,
     pub requirements: Vec<Requirement>,
+    /// Incidents the replay opened (0 when scored from alerts alone).
+    pub incidents: usize,
+    /// One per distinct `trigger` of the windows (empty when scored from alerts alone).
+    pub triggers: Vec<TriggerScore>,
 }
 
 impl Score {
     pub fn passed(&self) -> bool {
         self.misses == 0
     }
+
+    /// Triggers ranked first by their incident.
+    pub fn trigger_hits(&self) -> usize {
+        self.triggers.iter().filter(|t| t.hit()).count()
+    }
+
+    /// The worst cluster-set match over the triggers.
+    pub fn min_cluster_jaccard(&self) -> Option<f64> {
+        self.triggers
+            .iter()
+            .map(|t| t.cluster_jaccard)
+            .min_by(f64::total_cmp)
+    }
+}
+
+/// Scores a replay: detections from its alerts, causes from its incidents.
+pub fn score_replay(labels: &Labels, res: &ReplayResult) -> Score {
+    let mut sc = score(labels, &res.events);
+    sc.incidents = res.incidents.len();
+    sc.triggers = score_triggers(labels, &res.events, &res.incidents);
+    sc
+}
+
+/// Whether a firing alert is on one of the window's series during the window.
+fn in_window(w: &Window, e: &AlertEvent) -> bool {
+    e.service == w.service
+        && w.clusters.iter().any(|c| c == &e.cluster)
+        && (w.onset..=w.end + RECOVERY_GRACE_MS).contains(&e.detected_at)
+}
+
+/// Per distinct trigger (in order of first appearance): the incident covering its windows, the
+/// trigger's rank there, and how well the incident's clusters match the windows' clusters.
+pub fn score_triggers(
+    labels: &Labels,
+    events: &[AlertEvent],
+    incidents: &[Incident],
+) -> Vec<TriggerScore> {
+    let mut triggers: Vec<&str> = Vec::new();
+    for w in &labels.windows {
+        if let Some(t) = w.trigger.as_deref() {
+            if !triggers.contains(&t) {
+                triggers.push(t);
+            }
+        }
+    }
+    triggers
+        .into_iter()
+        .map(|trigger| {
+            let windows: Vec<&Window> = labels
+                .windows
+                .iter()
+                .filter(|w| w.trigger.as_deref() == Some(trigger))
+                .collect();
+            let wanted: BTreeSet<&str> = windows
+                .iter()
+                .flat_map(|w| w.clusters.iter().map(String::as_str))
+                .collect();
+            // Vote: the incident holding most of the windows' alerts covers them.
+            let mut votes: HashMap<&str, usize> = HashMap::new();
+            for e in events.iter().filter(|e| e.state == AlertState::Firing) {
+                if let Some(id) = e.incident_id.as_deref() {
+                    if windows.iter().any(|w| in_window(w, e)) {
+                        *votes.entry(id).or_default() += 1;
+                    }
+                }
+            }
+            let covering = incidents
+                .iter()
+                .filter(|i| votes.contains_key(i.id.as_str()))
+                .max_by_key(|i| (votes[i.id.as_str()], std::cmp::Reverse(i.onset)));
+            let Some(inc) = covering else {
+                return TriggerScore {
+                    trigger: trigger.to_owned(),
+                    incident_id: None,
+                    rank: None,
+                    top: None,
+                    cluster_jaccard: 0.0,
+                };
+            };
+            let got: BTreeSet<&str> = inc.clusters.iter().map(String::as_str).collect();
+            let union = got.union(&wanted).count();
+            #[allow(clippy::cast_precision_loss)]
+            let cluster_jaccard = if union == 0 {
+                0.0
+            } else {
+                got.intersection(&wanted).count() as f64 / union as f64
+            };
+            TriggerScore {
+                trigger: trigger.to_owned(),
+                incident_id: Some(inc.id.clone()),
+                rank: inc
+                    .candidates
+                    .iter()
+                    .position(|c| c.change_id == trigger)
+                    .map(|i| i + 1),
+                top: inc.likely_cause().map(|c| c.change_id.clone()),
+                cluster_jaccard,
+            }
+        })
+        .collect()
 }
 
 /// Scores the alert events of one replay against its labels.
@@ -85,13 +220,7 @@ pub fn score(labels: &Labels, events: &[AlertEvent]) -> Score {
     }
     let false_positives = fired
         .iter()
-        .filter(|e| {
-            !labels.windows.iter().any(|w| {
-                w.service == e.service
-                    && w.clusters.iter().any(|c| c == &e.cluster)
-                    && (w.onset..=w.end + RECOVERY_GRACE_MS).contains(&e.detected_at)
-            })
-        })
+        .filter(|e| !labels.windows.iter().any(|w| in_window(w, e)))
         .map(|e| FalsePositive {
             id: e.id.clone(),
             kind: e.kind.as_str().to_owned(),
@@ -114,6 +243,8 @@ pub fn score(labels: &Labels, events: &[AlertEvent]) -> Score {
         alerts: fired.len(),
         false_positives,
         requirements,
+        incidents: 0,
+        triggers: Vec::new(),
     }
 }
 

@@ -50,6 +50,10 @@ enum Command {
         /// Rows per Arrow batch.
         #[arg(long, default_value_t = 1024)]
         batch_size: usize,
+        /// Also write every fleet incident (its final state) to this file, one JSON object a
+        /// line, in the order they opened.
+        #[arg(long, value_name = "FILE")]
+        incidents_out: Option<PathBuf>,
     },
     /// Replay every trace with a labels.json under a directory and print a scorecard. Exits 1
     /// if any required detection was missed.
@@ -165,9 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             config,
             batch_size,
+            incidents_out,
         } => {
             let cfg = load_config(config.as_deref())?;
-            replay(&path, format, cfg, batch_size)?;
+            replay(&path, format, cfg, batch_size, incidents_out.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backtest {
@@ -185,7 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     continue;
                 };
                 let res = pipeline::replay(&t.path, cfg.clone(), 1024, |_, _| {})?;
-                scores.push(backtest::score(labels, &res.events));
+                scores.push(backtest::score_replay(labels, &res));
             }
             if scores.is_empty() {
                 anyhow::bail!("no traces with labels.json under {}", dir.display());
@@ -296,6 +301,7 @@ fn replay(
     format: ReplayFormat,
     cfg: DetectorConfig,
     batch_size: usize,
+    incidents_out: Option<&Path>,
 ) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -311,39 +317,68 @@ fn replay(
         writeln!(out, "{}", report::ALERT_HEADER)?;
     }
     let mut write_err = None;
-    let res = pipeline::replay(path, cfg, batch_size, |events, messages| {
-        if let Some(pb) = &progress {
-            pb.set_message(format!("{messages} samples"));
-            pb.tick();
-        }
-        for e in events {
-            let r = match format {
-                ReplayFormat::Jsonl => serde_json::to_string(e)
-                    .map_err(std::io::Error::other)
-                    .and_then(|line| writeln!(out, "{line}")),
-                ReplayFormat::Table => writeln!(out, "{}", report::alert_line(e)),
-            };
-            if let Err(err) = r {
-                write_err.get_or_insert(err);
+    // Incident ids already announced as opened / resolved in the table.
+    let mut opened = std::collections::HashSet::new();
+    let mut resolved = std::collections::HashSet::new();
+    let res =
+        pipeline::replay_with_incidents(path, cfg, batch_size, |events, incidents, messages| {
+            if let Some(pb) = &progress {
+                pb.set_message(format!("{messages} samples"));
+                pb.tick();
             }
-        }
-    })?;
+            for e in events {
+                let r = match format {
+                    ReplayFormat::Jsonl => serde_json::to_string(e)
+                        .map_err(std::io::Error::other)
+                        .and_then(|line| writeln!(out, "{line}")),
+                    ReplayFormat::Table => writeln!(out, "{}", report::alert_line(e)),
+                };
+                if let Err(err) = r {
+                    write_err.get_or_insert(err);
+                }
+            }
+            if format == ReplayFormat::Table {
+                for inc in incidents {
+                    let news = opened.insert(inc.id.clone())
+                        || (inc.state == detector::incident::IncidentState::Resolved
+                            && resolved.insert(inc.id.clone()));
+                    if news {
+                        if let Err(err) = writeln!(out, "{}", report::incident_line(inc)) {
+                            write_err.get_or_insert(err);
+                        }
+                    }
+                }
+            }
+        })?;
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
     if let Some(err) = write_err {
         return Err(err).context("writing alerts");
     }
+    if format == ReplayFormat::Table && !res.incidents.is_empty() {
+        write!(out, "\n{}", report::incident_summary(&res.incidents))?;
+    }
     out.flush()?;
+    if let Some(file) = incidents_out {
+        let mut text = String::new();
+        for inc in &res.incidents {
+            text.push_str(&serde_json::to_string(inc)?);
+            text.push('\n');
+        }
+        std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
+    }
     let st = res.stats;
     let summary = format!(
-        "{} samples, {} evaluated, {} duplicates, {} too late, {} rejected, {} alert events",
+        "{} samples, {} evaluated, {} duplicates, {} too late, {} rejected, {} alert events, {} incidents ({} change events)",
         res.messages,
         st.processed,
         st.duplicates,
         st.too_late,
         res.rejections.total(),
-        res.events.len()
+        res.events.len(),
+        res.incidents.len(),
+        res.changes
     );
     eprintln!("spikewatch: {summary}");
     for ex in &res.rejections.examples {

@@ -1,11 +1,20 @@
 //! One pipeline from raw sample messages to alert transitions: decoder -> Arrow batches ->
-//! detector. File replays use it directly; live sources feed it message by message.
+//! detector -> incident tracker. File replays use it directly; live sources feed it message by
+//! message.
+//!
+//! Every alert transition leaves the pipeline with its `incident_id` set: each batch's traffic
+//! goes to the [`IncidentTracker`] before the detector sees it, and the detector's transitions go
+//! through the tracker before they are handed out.
 
 use std::path::Path;
 
 use anyhow::Context;
-use detector::{AlertEvent, Detector, DetectorConfig, DetectorStats};
+use detector::incident::Change;
+use detector::{
+    AlertEvent, Detector, DetectorConfig, DetectorStats, Incident, IncidentConfig, IncidentTracker,
+};
 use ingest::json::{DecoderOptions, JsonDecoder, RejectReason};
+use ingest::trace::ChangeEvent;
 
 /// Counts of rejected messages by reason.
 #[derive(Debug, Default, Clone)]
@@ -31,18 +40,34 @@ impl Rejections {
     }
 }
 
-/// Decoder and detector wired together.
+/// Decoder, detector and incident tracker wired together.
 #[derive(Debug)]
 pub struct Pipeline {
     decoder: JsonDecoder,
     detector: Detector,
+    incidents: IncidentTracker,
     pub rejections: Rejections,
     messages: u64,
 }
 
 impl Pipeline {
+    /// A pipeline with the default incident settings (fleet error-ratio buckets settle after
+    /// the detector's allowed lateness).
     pub fn new(cfg: DetectorConfig, batch_size: usize) -> anyhow::Result<Self> {
+        let incidents = IncidentConfig {
+            settle_s: cfg.allowed_lateness_s,
+            ..IncidentConfig::default()
+        };
+        Self::with_incidents(cfg, incidents, batch_size)
+    }
+
+    pub fn with_incidents(
+        cfg: DetectorConfig,
+        incidents: IncidentConfig,
+        batch_size: usize,
+    ) -> anyhow::Result<Self> {
         let detector = Detector::new(cfg).context("detector configuration")?;
+        let incidents = IncidentTracker::new(incidents).context("incident configuration")?;
         let decoder = JsonDecoder::new(DecoderOptions {
             batch_size: batch_size.max(1),
             ..DecoderOptions::default()
@@ -50,6 +75,7 @@ impl Pipeline {
         Ok(Self {
             decoder,
             detector,
+            incidents,
             rejections: Rejections::default(),
             messages: 0,
         })
@@ -73,9 +99,15 @@ impl Pipeline {
     /// Runs whatever the decoder has buffered through the detector.
     pub fn flush(&mut self, out: &mut Vec<AlertEvent>) -> anyhow::Result<()> {
         if let Some(batch) = self.decoder.flush() {
+            let keys = self.decoder.interner().keys();
+            self.incidents
+                .observe_batch(&batch, keys)
+                .context("incident tracker rejected a batch")?;
+            let start = out.len();
             self.detector
-                .push_batch(&batch, self.decoder.interner().keys(), out)
+                .push_batch(&batch, keys, out)
                 .context("detector rejected a batch")?;
+            self.incidents.on_alerts(&mut out[start..]);
         }
         Ok(())
     }
@@ -83,8 +115,28 @@ impl Pipeline {
     /// End of input: flush and close every open tick.
     pub fn finish(&mut self, out: &mut Vec<AlertEvent>) -> anyhow::Result<()> {
         self.flush(out)?;
+        let start = out.len();
         self.detector.finish(out);
+        self.incidents.on_alerts(&mut out[start..]);
+        self.incidents.finish();
         Ok(())
+    }
+
+    /// Change events (deploys, config pushes, maintenance, traffic moves) for incident
+    /// correlation; they may arrive at any time, before or after the incidents they explain.
+    pub fn push_changes(&mut self, changes: &[ChangeEvent]) {
+        let changes: Vec<Change> = changes.iter().cloned().map(Change::from).collect();
+        self.incidents.push_changes(&changes);
+    }
+
+    /// The incident tracker: incidents newest first, by id, open count.
+    pub fn incidents(&self) -> &IncidentTracker {
+        &self.incidents
+    }
+
+    /// Incidents opened or changed since the last call, each once.
+    pub fn take_incident_updates(&mut self) -> Vec<Incident> {
+        self.incidents.take_updates()
     }
 
     pub fn detector(&self) -> &Detector {
@@ -104,6 +156,10 @@ impl Pipeline {
 #[derive(Debug)]
 pub struct ReplayResult {
     pub events: Vec<AlertEvent>,
+    /// Every incident, final state, in the order they opened.
+    pub incidents: Vec<Incident>,
+    /// Change events read (a trace directory's `changes.jsonl`).
+    pub changes: usize,
     pub stats: DetectorStats,
     pub rejections: Rejections,
     pub messages: u64,
@@ -117,24 +173,65 @@ pub fn replay(
     batch_size: usize,
     mut on_events: impl FnMut(&[AlertEvent], u64),
 ) -> anyhow::Result<ReplayResult> {
+    replay_with_incidents(path, cfg, batch_size, |events, _, messages| {
+        on_events(events, messages);
+    })
+}
+
+/// [`replay`], also handing `on_events` the incidents opened or changed by each group of
+/// transitions. A trace directory's `changes.jsonl` is loaded first; a bare samples file has
+/// no changes.
+pub fn replay_with_incidents(
+    path: &Path,
+    cfg: DetectorConfig,
+    batch_size: usize,
+    mut on_events: impl FnMut(&[AlertEvent], &[Incident], u64),
+) -> anyhow::Result<ReplayResult> {
     let mut pipeline = Pipeline::new(cfg, batch_size)?;
+    let changes = if path.is_dir() {
+        ingest::trace::read_changes(path)
+            .with_context(|| format!("reading changes of {}", path.display()))?
+    } else {
+        Vec::new()
+    };
+    pipeline.push_changes(&changes);
     let lines = ingest::trace::SampleLines::open(path)
         .with_context(|| format!("opening samples of {}", path.display()))?;
     let mut events = Vec::new();
     let mut fresh = Vec::new();
+    // Latest state of every incident, in the order they opened.
+    let mut incidents: Vec<Incident> = Vec::new();
+    let mut position: std::collections::HashMap<String, usize> = Default::default();
+    let mut record = |updates: &[Incident]| {
+        for inc in updates {
+            match position.get(&inc.id) {
+                Some(&i) => incidents[i] = inc.clone(),
+                None => {
+                    position.insert(inc.id.clone(), incidents.len());
+                    incidents.push(inc.clone());
+                }
+            }
+        }
+    };
     for line in lines {
         let line = line.with_context(|| format!("reading {}", path.display()))?;
         pipeline.push_message(&line, &mut fresh)?;
         if !fresh.is_empty() {
-            on_events(&fresh, pipeline.messages());
+            let updates = pipeline.take_incident_updates();
+            record(&updates);
+            on_events(&fresh, &updates, pipeline.messages());
             events.append(&mut fresh);
         }
     }
     pipeline.finish(&mut fresh)?;
-    on_events(&fresh, pipeline.messages());
+    let updates = pipeline.take_incident_updates();
+    record(&updates);
+    on_events(&fresh, &updates, pipeline.messages());
     events.append(&mut fresh);
     Ok(ReplayResult {
         events,
+        incidents,
+        changes: changes.len(),
         stats: pipeline.stats(),
         rejections: pipeline.rejections.clone(),
         messages: pipeline.messages(),

@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod config;
 mod engine;
+pub mod incident;
 pub mod kernels;
 pub mod schema;
 pub mod series;
@@ -21,6 +22,7 @@ pub mod time;
 pub use alert::{AlertEvent, AlertKind, AlertState, Severity};
 pub use config::{ConfigError, DetectorConfig};
 pub use engine::{Detector, DetectorError, DetectorStats, SeriesTotals, SeriesView};
+pub use incident::{Incident, IncidentConfig, IncidentTracker};
 pub use series::{SeriesId, SeriesInterner, SeriesKey};
 #[cfg(test)]
 mod tests;

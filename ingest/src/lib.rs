@@ -1,19 +1,29 @@
 //! Getting samples into spikewatch: sans-I/O decoders that turn messages into the detector's
-//! Arrow sample batches, and readers for the on-disk incident trace layout.
+//! Arrow sample batches, readers for the on-disk incident trace layout, and the Kafka driver.
 //!
+//! - [`format`]: one decoder ([`format::MessageDecoder`]) for every wire format, sharing one
+//!   series interner: native JSON ([`json`]), Arrow IPC ([`arrow_ipc`]) and
+//!   prometheus-kafka-adapter JSON ([`prom_adapter`]).
 //! - [`json`]: the native JSON sample format (`spikewatch.v1`) and its push-based decoder,
 //!   `decode(&[u8])` per message then `flush() -> Option<RecordBatch>`, with typed rejections.
 //! - [`trace`]: sample lines, change events and labels of trace directories.
-//! - [`time`]: RFC 3339 <-> epoch milliseconds, shared by both.
+//! - [`time`]: RFC 3339 <-> epoch milliseconds, shared by all.
+//! - [`kafka`]: the only module that talks to Kafka (rdkafka): an at-least-once consumer with a
+//!   dead-letter topic, lag and health, and a keyed producer. Its types never mention rdkafka.
 //!
-//! Nothing here does network I/O or reads a clock except where documented
+//! Nothing outside [`kafka`] does network I/O or reads a clock except where documented
 //! ([`json::DecoderOptions::now_ms`]).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod arrow_ipc;
+pub mod format;
 pub mod json;
+pub mod kafka;
+pub mod prom_adapter;
 pub mod time;
 pub mod trace;
 
+pub use format::{Accepted, Format, FormatKind, MessageDecoder, MessageDecoderOptions};
 pub use json::{DecoderOptions, JsonDecoder, RejectReason, Rejection, Sample};
 pub use trace::{
     list_traces, read_changes, read_labels, ChangeEvent, ChangeKind, Labels, SampleLines, TraceDir,

@@ -274,6 +274,26 @@ impl ChangeEvent {
     }
 }
 
+/// The detector's own change type, which incident correlation ranks.
+impl From<ChangeEvent> for detector::incident::Change {
+    fn from(e: ChangeEvent) -> Self {
+        use detector::incident::ChangeKind as K;
+        Self {
+            id: e.id,
+            kind: match e.kind {
+                ChangeKind::Deploy => K::Deploy,
+                ChangeKind::Config => K::Config,
+                ChangeKind::Maintenance => K::Maintenance,
+                ChangeKind::Traffic => K::Traffic,
+            },
+            service: e.service,
+            clusters: e.clusters,
+            ts: e.ts,
+            description: e.description,
+        }
+    }
+}
+
 /// Reads change events from a `changes.jsonl` file, or from a trace directory's.
 ///
 /// A missing file means no changes. Blank lines are skipped; any other line that is not a

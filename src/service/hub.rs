@@ -185,6 +185,41 @@ impl Hub {
         self.write().incidents = incidents;
     }
 
+    /// Stores the latest state of incidents opened or changed (in the order they opened) and
+    /// returns how many of them are new. Keeps at most as many incidents as alerts, dropping
+    /// the oldest resolved ones first.
+    pub fn upsert_incidents(&self, updates: &[detector::Incident]) -> usize {
+        if updates.is_empty() {
+            return 0;
+        }
+        let mut st = self.write();
+        let mut fresh = 0;
+        for inc in updates {
+            let Ok(value) = serde_json::to_value(inc) else {
+                continue;
+            };
+            let slot = st
+                .incidents
+                .iter()
+                .position(|v| v.get("id").and_then(serde_json::Value::as_str) == Some(&inc.id));
+            match slot {
+                Some(i) => st.incidents[i] = value,
+                None => {
+                    st.incidents.push(value);
+                    fresh += 1;
+                }
+            }
+        }
+        let cap = st.max_alerts.max(1);
+        while st.incidents.len() > cap {
+            let oldest_resolved = st.incidents.iter().position(|v| {
+                v.get("state").and_then(serde_json::Value::as_str) == Some("resolved")
+            });
+            st.incidents.remove(oldest_resolved.unwrap_or(0));
+        }
+        fresh
+    }
+
     pub fn update_counters(&self, f: impl FnOnce(&mut PipelineCounters)) {
         f(&mut self.write().counters);
     }

@@ -121,6 +121,15 @@ impl Metrics {
         for outcome in ["ok", "error"] {
             m.alertmanager_sends.with_label_values(&[outcome]);
         }
+        // Likewise every kind: a burst of alerts in the first scrape would otherwise never show
+        // as an increase.
+        for kind in detector::AlertKind::ALL {
+            m.detection_delay.with_label_values(&[kind.as_str()]);
+            for state in [detector::AlertState::Firing, detector::AlertState::Resolved] {
+                m.transitions
+                    .with_label_values(&[kind.as_str(), state.as_str()]);
+            }
+        }
         m
     }
 

@@ -67,7 +67,9 @@ impl Worker {
                     changes,
                     token,
                 }) => {
-                    let _ = &changes;
+                    if !changes.is_empty() {
+                        self.pipeline.push_changes(&changes);
+                    }
                     let started = Instant::now();
                     for (i, msg) in samples.iter().enumerate() {
                         let before = self.pipeline.rejections.total();
@@ -143,6 +145,10 @@ impl Worker {
             .samples
             .inc_by(accepted.saturating_sub(self.samples_seen));
         self.samples_seen = accepted;
+        // Incidents first, so an API reader who sees an alert's incident_id finds the incident.
+        let updates = self.pipeline.take_incident_updates();
+        let opened = self.hub.upsert_incidents(&updates);
+        self.metrics.incidents_opened.inc_by(opened as u64);
         if self.out.is_empty() {
             return;
         }

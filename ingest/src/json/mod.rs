@@ -171,13 +171,18 @@ impl JsonDecoder {
         })?;
         let raw = parse(text)?;
         let row = validate(raw, self.now_ms, self.opts.max_future_ms)?;
+        self.push_row(&row)
+    }
+
+    /// Interns the row's series and appends the row; the row must already be valid.
+    pub(crate) fn push_row(&mut self, row: &Row<'_>) -> Result<(), Rejection> {
         let id = self
             .interner
             .intern(&row.cluster, &row.service, row.region.as_deref())
             .ok_or_else(|| {
                 Rejection::new(R::InvalidKey, "no series id left: u32::MAX series interned")
             })?;
-        self.cols.append(id, &row);
+        self.cols.append(id, row);
         Ok(())
     }
 
@@ -259,21 +264,23 @@ fn parse(text: &str) -> Result<RawSample<'_>, Rejection> {
 }
 
 /// A validated row, still borrowing its strings from the message where it could.
+/// (`pub(crate)`: the other formats of [`crate::format`] build rows and push them through
+/// [`JsonDecoder::push_row`].)
 #[derive(Debug)]
-struct Row<'a> {
-    cluster: Cow<'a, str>,
-    service: Cow<'a, str>,
-    region: Option<Cow<'a, str>>,
-    ts_ms: i64,
-    interval_ms: u32,
-    requests: u64,
-    errors: u64,
-    retries: Option<u64>,
-    latency_p50_ms: Option<f64>,
-    latency_p99_ms: Option<f64>,
-    db_pool_active: Option<u32>,
-    db_pool_max: Option<u32>,
-    db_pool_pending: Option<u32>,
+pub(crate) struct Row<'a> {
+    pub(crate) cluster: Cow<'a, str>,
+    pub(crate) service: Cow<'a, str>,
+    pub(crate) region: Option<Cow<'a, str>>,
+    pub(crate) ts_ms: i64,
+    pub(crate) interval_ms: u32,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) retries: Option<u64>,
+    pub(crate) latency_p50_ms: Option<f64>,
+    pub(crate) latency_p99_ms: Option<f64>,
+    pub(crate) db_pool_active: Option<u32>,
+    pub(crate) db_pool_max: Option<u32>,
+    pub(crate) db_pool_pending: Option<u32>,
 }
 
 fn validate(raw: RawSample<'_>, now_ms: i64, max_future_ms: i64) -> Result<Row<'_>, Rejection> {

@@ -39,11 +39,14 @@ pub enum RejectReason {
     /// A value of the right type but outside its domain: a non-integer or too large count, a
     /// negative latency, a malformed `status` breakdown.
     InvalidValue,
+    /// An Arrow IPC message that is not a readable IPC stream of record batches
+    /// ([`crate::arrow_ipc`]); never produced by the JSON decoder.
+    MalformedArrow,
 }
 
 impl RejectReason {
     /// Every reason, in declaration order.
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::NotUtf8,
         RejectReason::TooLarge,
         RejectReason::MalformedJson,
@@ -58,6 +61,7 @@ impl RejectReason {
         RejectReason::NotFinite,
         RejectReason::InvalidInterval,
         RejectReason::InvalidValue,
+        RejectReason::MalformedArrow,
     ];
 
     /// The stable snake_case label of the reason.
@@ -77,6 +81,7 @@ impl RejectReason {
             RejectReason::NotFinite => "not_finite",
             RejectReason::InvalidInterval => "invalid_interval",
             RejectReason::InvalidValue => "invalid_value",
+            RejectReason::MalformedArrow => "malformed_arrow",
         }
     }
 

@@ -1,0 +1,971 @@
+//! The Kafka driver: the one module of spikewatch that uses rdkafka (librdkafka). Nothing of
+//! rdkafka appears in its public types, so the rest of the service stays testable without a
+//! broker and the client library can change without touching it.
+//!
+//! # Consuming, at least once
+//!
+//! [`KafkaSource`] is a consumer-group member for the metrics topics (each with its
+//! [`Format`]) and the change-events topic, meant to be driven from one blocking thread:
+//!
+//! 1. [`KafkaSource::poll`] gathers up to `max_messages` messages or whatever arrives within
+//!    `max_wait` into a [`Delivery`]: owned copies of the messages plus an [`AckToken`].
+//! 2. The caller decodes them ([`crate::format::MessageDecoder`]), sends each rejected message to
+//!    [`KafkaSource::dead_letter`], and runs the batches through the detector.
+//! 3. Only then it calls [`KafkaSource::ack`], which stores the next offset (offset + 1) of every
+//!    partition in the delivery, once the dead letters written before it are confirmed by the
+//!    broker. Stored offsets are committed by librdkafka's auto-commit, on every rebalance
+//!    (revoked partitions commit what was processed before they go) and on
+//!    [`KafkaSource::close`].
+//!
+//! `enable.auto.offset.store` is always `false`: a message whose batch the detector has not
+//! consumed is never committed, so after a crash it is read again. Redelivered samples are
+//! duplicates of a (series, ts) the detector has already counted, and it counts them once.
+//!
+//! # Dead letters
+//!
+//! [`KafkaSource::dead_letter`] writes the original key and payload to the dead-letter topic with
+//! headers [`HEADER_REASON`] (the stable reject reason), [`HEADER_DETAIL`], [`HEADER_TOPIC`],
+//! [`HEADER_PARTITION`] and [`HEADER_OFFSET`] (decimal text). The partition moves on at once; the
+//! poison message's offset is stored with the rest of its delivery.
+//!
+//! # Health
+//!
+//! [`KafkaSource::is_connected`] is true while some broker connection is up (librdkafka's
+//! statistics, every `statistics.interval.ms`, default here 1 s; set false at once on "all
+//! brokers down"). [`KafkaSource::lag`] is, per assigned partition, the high watermark minus
+//! the committed offset, from the same statistics.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::format::{Format, FormatKind};
+use crate::prom_adapter::{MappingError, PromMapping, PromMappingConfig};
+
+/// Default topic of metric samples.
+pub const DEFAULT_METRICS_TOPIC: &str = "spikewatch.metrics";
+/// Default topic of change events.
+pub const DEFAULT_CHANGES_TOPIC: &str = "spikewatch.changes";
+/// Default dead-letter topic.
+pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "spikewatch.dlq";
+
+/// Dead-letter header: the reject reason label (`malformed_json`, ...).
+pub const HEADER_REASON: &str = "spikewatch.reason";
+/// Dead-letter header: the human-readable detail of the rejection.
+pub const HEADER_DETAIL: &str = "spikewatch.detail";
+/// Dead-letter header: the topic the message was read from.
+pub const HEADER_TOPIC: &str = "spikewatch.source.topic";
+/// Dead-letter header: its partition, decimal.
+pub const HEADER_PARTITION: &str = "spikewatch.source.partition";
+/// Dead-letter header: its offset, decimal.
+pub const HEADER_OFFSET: &str = "spikewatch.source.offset";
+
+/// Settings the driver refuses to take from the passthrough map, because at-least-once
+/// depends on them.
+const RESERVED: [&str; 2] = ["enable.auto.offset.store", "group.id"];
+
+/// Errors of the Kafka driver.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("invalid Kafka setting `{field}`: {reason}")]
+    Setting { field: String, reason: String },
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    /// librdkafka refused or failed an operation; `detail` is its message.
+    #[error("kafka: {context}: {detail}")]
+    Client {
+        context: &'static str,
+        detail: String,
+    },
+    #[error("kafka: {what} timed out after {timeout:?}")]
+    Timeout {
+        what: &'static str,
+        timeout: Duration,
+    },
+}
+
+fn client_err(context: &'static str) -> impl FnOnce(RdError) -> KafkaError {
+    move |e| KafkaError::Client {
+        context,
+        detail: e.to_string(),
+    }
+}
+
+/// One metrics topic and its format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    pub topic: String,
+    pub format: FormatKind,
+}
+
+/// Kafka source settings (`[kafka]` in the service configuration).
+///
+/// ```toml
+/// brokers = "kafka-1:9092,kafka-2:9092"
+/// group_id = "spikewatch"
+/// metrics_topics = [{ topic = "spikewatch.metrics", format = "json" },
+///                   { topic = "prometheus", format = "prom_adapter" }]
+/// changes_topic = "spikewatch.changes"
+/// dead_letter_topic = "spikewatch.dlq"
+/// [librdkafka]          # passed through as is
+/// "security.protocol" = "SASL_PLAINTEXT"
+/// "sasl.mechanism" = "PLAIN"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub group_id: String,
+    pub metrics_topics: Vec<TopicSettings>,
+    /// Change events (CONTRACT section 2, JSON); `None` to not consume any.
+    pub changes_topic: Option<String>,
+    /// Where rejected messages go; `None` to only count them.
+    pub dead_letter_topic: Option<String>,
+    /// The mapping of `prom_adapter` topics.
+    pub prom_adapter: PromMappingConfig,
+    /// librdkafka properties passed through as they are (security, timeouts, fetch sizes, ...),
+    /// to the consumer and to the dead-letter producer. `enable.auto.offset.store` and
+    /// `group.id` are refused here.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "spikewatch".into(),
+            metrics_topics: vec![TopicSettings {
+                topic: DEFAULT_METRICS_TOPIC.into(),
+                format: FormatKind::Json,
+            }],
+            changes_topic: Some(DEFAULT_CHANGES_TOPIC.into()),
+            dead_letter_topic: Some(DEFAULT_DEAD_LETTER_TOPIC.into()),
+            prom_adapter: PromMappingConfig::default(),
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// Cross-field checks, and the format of every metrics topic.
+    pub fn formats(&self) -> Result<HashMap<String, Format>, KafkaError> {
+        let bad = |field: &str, reason: String| KafkaError::Setting {
+            field: field.to_owned(),
+            reason,
+        };
+        if self.brokers.trim().is_empty() {
+            return Err(bad("brokers", "is empty".into()));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(bad("group_id", "is empty".into()));
+        }
+        if self.metrics_topics.is_empty() {
+            return Err(bad("metrics_topics", "names no topic".into()));
+        }
+        for key in RESERVED {
+            if self.librdkafka.contains_key(key) {
+                return Err(bad(
+                    &format!("librdkafka.{key}"),
+                    "is managed by spikewatch (at-least-once delivery depends on it)".into(),
+                ));
+            }
+        }
+        let mut mapping: Option<Arc<PromMapping>> = None;
+        let mut out = HashMap::new();
+        for (i, t) in self.metrics_topics.iter().enumerate() {
+            if t.topic.is_empty() {
+                return Err(bad(
+                    &format!("metrics_topics[{i}].topic"),
+                    "is empty".into(),
+                ));
+            }
+            let format = match t.format {
+                FormatKind::Json => Format::Json,
+                FormatKind::ArrowIpc => Format::ArrowIpc,
+                FormatKind::PromAdapter => {
+                    let m = match &mapping {
+                        Some(m) => m.clone(),
+                        None => Arc::new(PromMapping::new(&self.prom_adapter)?),
+                    };
+                    mapping = Some(m.clone());
+                    Format::PromAdapter(m)
+                }
+            };
+            if out.insert(t.topic.clone(), format).is_some() {
+                return Err(bad(
+                    &format!("metrics_topics[{i}].topic"),
+                    format!("{:?} is listed twice", t.topic),
+                ));
+            }
+        }
+        for (field, topic) in [
+            ("changes_topic", &self.changes_topic),
+            ("dead_letter_topic", &self.dead_letter_topic),
+        ] {
+            if let Some(topic) = topic {
+                if out.contains_key(topic) {
+                    return Err(bad(field, format!("{topic:?} is also a metrics topic")));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One consumed message, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    /// Empty for a message without payload.
+    pub payload: Vec<u8>,
+    /// The message's timestamp (create or log-append time), epoch ms.
+    pub timestamp_ms: Option<i64>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl KafkaMessage {
+    /// The value of the first header with this name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// What [`KafkaSource::ack`] stores: the next offset of every partition of a delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckToken {
+    /// (topic, partition) -> offset of the next message to read.
+    next: BTreeMap<(String, i32), i64>,
+}
+
+impl AckToken {
+    /// (topic, partition, next offset) for every partition in the token.
+    pub fn offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.next.iter().map(|((t, p), o)| (t.as_str(), *p, *o))
+    }
+
+    /// Adds another delivery's offsets (acknowledge several deliveries at once).
+    pub fn merge(&mut self, other: AckToken) {
+        for (k, o) in other.next {
+            let e = self.next.entry(k).or_insert(o);
+            *e = (*e).max(o);
+        }
+    }
+
+    fn note(&mut self, topic: &str, partition: i32, offset: i64) {
+        let next = offset.saturating_add(1);
+        match self.next.get_mut(&(topic.to_owned(), partition)) {
+            Some(o) => *o = (*o).max(next),
+            None => {
+                self.next.insert((topic.to_owned(), partition), next);
+            }
+        }
+    }
+}
+
+/// Messages from one [`KafkaSource::poll`].
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    /// Messages of the metrics topics, in arrival order.
+    pub metrics: Vec<KafkaMessage>,
+    /// Messages of the change-events topic.
+    pub changes: Vec<KafkaMessage>,
+    /// Give it to [`KafkaSource::ack`] once the detector has consumed these messages.
+    pub token: AckToken,
+}
+
+impl Delivery {
+    pub fn len(&self) -> usize {
+        self.metrics.len() + self.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Lag of one assigned partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// High watermark minus committed offset (minus the low watermark when nothing is
+    /// committed yet).
+    pub lag: i64,
+    pub high_watermark: i64,
+    /// `None` while the group has no committed offset for the partition.
+    pub committed: Option<i64>,
+}
+
+/// Counters of the dead-letter producer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeadLetterStats {
+    pub sent: u64,
+    pub delivered: u64,
+    /// Dead letters the broker did not take (after librdkafka's retries); their source offsets
+    /// are stored all the same, so the partition never stalls.
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    connected: bool,
+    stats_seen: bool,
+    last_error: Option<String>,
+    lag: Vec<PartitionLag>,
+    assigned: BTreeSet<(String, i32)>,
+    rebalances: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    health: Mutex<Health>,
+    /// Highest offset stored per partition, so an old token never moves a partition back.
+    stored: Mutex<HashMap<(String, i32), i64>>,
+    /// Sequence numbers of dead letters not yet confirmed (or failed) by the broker.
+    outstanding: Mutex<BTreeSet<usize>>,
+    dead: Mutex<DeadLetterStats>,
+}
+
+/// A poisoned lock only means another thread panicked mid-update of plain counters; the data is
+/// still usable, and health reporting must not take the service down.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// librdkafka callbacks of the consumer.
+struct SourceContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, stats: Statistics) {
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| b.state == "UP" && (b.source == "learned" || b.source == "configured"));
+        let mut h = lock(&self.shared.health);
+        h.stats_seen = true;
+        h.connected = up;
+        let assigned = h.assigned.clone();
+        h.lag = stats
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values().map(move |p| (t.topic.as_str(), p)))
+            .filter(|(t, p)| p.partition >= 0 && assigned.contains(&((*t).to_owned(), p.partition)))
+            .filter(|(_, p)| p.hi_offset >= 0)
+            .map(|(t, p)| {
+                let committed = (p.committed_offset >= 0).then_some(p.committed_offset);
+                let base = committed.unwrap_or(p.lo_offset.max(0));
+                PartitionLag {
+                    topic: t.to_owned(),
+                    partition: p.partition,
+                    lag: (p.hi_offset - base).max(0),
+                    high_watermark: p.hi_offset,
+                    committed,
+                }
+            })
+            .collect();
+        h.lag
+            .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    }
+
+    fn error(&self, error: RdError, reason: &str) {
+        let mut h = lock(&self.shared.health);
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            h.connected = false;
+        }
+        h.last_error = Some(format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            // Commit what was processed before the partitions go to another member. Nothing
+            // stored yet is not an error worth reporting.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) {
+                    lock(&self.shared.health).last_error = Some(format!("commit on revoke: {e}"));
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut h = lock(&self.shared.health);
+        h.rebalances += 1;
+        let mut stored = lock(&self.shared.stored);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                for e in tpl.elements() {
+                    let key = (e.topic().to_owned(), e.partition());
+                    stored.remove(&key);
+                    h.assigned.insert(key);
+                }
+            }
+            Rebalance::Revoke(tpl) => {
+                for e in tpl.elements() {
+                    let key = (e.topic().to_owned(), e.partition());
+                    stored.remove(&key);
+                    h.assigned.remove(&key);
+                }
+            }
+            Rebalance::Error(e) => h.last_error = Some(format!("rebalance: {e}")),
+        }
+    }
+}
+
+/// Delivery reports of the dead-letter producer.
+struct DeadLetterContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for DeadLetterContext {}
+
+impl ProducerContext for DeadLetterContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        lock(&self.shared.outstanding).remove(&seq);
+        let mut d = lock(&self.shared.dead);
+        match result {
+            Ok(_) => d.delivered += 1,
+            Err((e, _)) => {
+                d.failed += 1;
+                drop(d);
+                lock(&self.shared.health).last_error =
+                    Some(format!("dead letter not delivered: {e}"));
+            }
+        }
+    }
+}
+
+/// A token waiting for the dead letters written before its ack.
+#[derive(Debug)]
+struct Deferred {
+    token: AckToken,
+    /// Highest dead-letter sequence number issued when the token was acknowledged.
+    dead_letters_upto: Option<usize>,
+}
+
+/// The at-least-once consumer (see the module docs).
+pub struct KafkaSource {
+    consumer: BaseConsumer<SourceContext>,
+    dead_letters: Option<(ThreadedProducer<DeadLetterContext>, String)>,
+    shared: Arc<Shared>,
+    formats: HashMap<String, Format>,
+    changes_topic: Option<String>,
+    next_seq: usize,
+    deferred: VecDeque<Deferred>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("topics", &self.formats.keys().collect::<Vec<_>>())
+            .field("changes_topic", &self.changes_topic)
+            .field("deferred", &self.deferred.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn base_config(brokers: &str, passthrough: &BTreeMap<String, String>) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
+    for (k, v) in passthrough {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+impl KafkaSource {
+    /// Creates the consumer (and the dead-letter producer) and subscribes. Connecting happens
+    /// in the background; see [`is_connected`](Self::is_connected).
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let formats = settings.formats()?;
+        let shared = Arc::new(Shared::default());
+
+        // Defaults first, so the passthrough map can override them; then the settings that
+        // at-least-once depends on, which it cannot.
+        let mut defaults = BTreeMap::new();
+        defaults.insert("auto.offset.reset".to_owned(), "earliest".to_owned());
+        defaults.insert("enable.auto.commit".to_owned(), "true".to_owned());
+        defaults.insert("statistics.interval.ms".to_owned(), "1000".to_owned());
+        defaults.insert("fetch.wait.max.ms".to_owned(), "50".to_owned());
+        defaults.insert("enable.partition.eof".to_owned(), "false".to_owned());
+        defaults.extend(settings.librdkafka.clone());
+        let mut cfg = base_config(&settings.brokers, &defaults);
+        cfg.set("group.id", &settings.group_id);
+        cfg.set("enable.auto.offset.store", "false");
+        let consumer: BaseConsumer<SourceContext> = cfg
+            .create_with_context(SourceContext {
+                shared: shared.clone(),
+            })
+            .map_err(client_err("creating the consumer"))?;
+
+        let mut topics: Vec<&str> = formats.keys().map(String::as_str).collect();
+        topics.sort_unstable();
+        if let Some(c) = &settings.changes_topic {
+            topics.push(c);
+        }
+        consumer
+            .subscribe(&topics)
+            .map_err(client_err("subscribing"))?;
+
+        let dead_letters = match &settings.dead_letter_topic {
+            None => None,
+            Some(topic) => {
+                // Only the properties a producer understands matter; librdkafka warns about and
+                // ignores consumer-only ones.
+                let mut pcfg = base_config(&settings.brokers, &settings.librdkafka);
+                for key in [
+                    "auto.offset.reset",
+                    "enable.auto.commit",
+                    "fetch.wait.max.ms",
+                    "enable.partition.eof",
+                    "session.timeout.ms",
+                    "max.poll.interval.ms",
+                    "auto.commit.interval.ms",
+                    "heartbeat.interval.ms",
+                    "partition.assignment.strategy",
+                    "fetch.min.bytes",
+                    "fetch.max.bytes",
+                    "max.partition.fetch.bytes",
+                    "group.instance.id",
+                    "isolation.level",
+                ] {
+                    pcfg.remove(key);
+                }
+                let producer: ThreadedProducer<DeadLetterContext> = pcfg
+                    .create_with_context(DeadLetterContext {
+                        shared: shared.clone(),
+                    })
+                    .map_err(client_err("creating the dead-letter producer"))?;
+                Some((producer, topic.clone()))
+            }
+        };
+
+        Ok(Self {
+            consumer,
+            dead_letters,
+            shared,
+            formats,
+            changes_topic: settings.changes_topic.clone(),
+            next_seq: 0,
+            deferred: VecDeque::new(),
+        })
+    }
+
+    /// The format of a metrics topic (`None` for the changes topic or an unknown one).
+    pub fn format_of(&self, topic: &str) -> Option<&Format> {
+        self.formats.get(topic)
+    }
+
+    /// Waits up to `max_wait` for messages and returns what arrived, at most `max_messages`
+    /// (at least 1); `None` if nothing did. Returns as soon as `max_messages` are in.
+    pub fn poll(&mut self, max_messages: usize, max_wait: Duration) -> Option<Delivery> {
+        // Tokens held back for dead letters may be storable now.
+        self.store_ready();
+        let deadline = Instant::now() + max_wait;
+        let mut d = Delivery::default();
+        let max_messages = max_messages.max(1);
+        while d.len() < max_messages {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Some(res) = self.consumer.poll(remaining) else {
+                break;
+            };
+            match res {
+                Ok(m) => {
+                    let msg = KafkaMessage {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        timestamp_ms: m.timestamp().to_millis(),
+                        headers: m
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| {
+                                        (
+                                            h.key.to_owned(),
+                                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    };
+                    d.token.note(&msg.topic, msg.partition, msg.offset);
+                    if self.changes_topic.as_deref() == Some(msg.topic.as_str()) {
+                        d.changes.push(msg);
+                    } else {
+                        d.metrics.push(msg);
+                    }
+                }
+                Err(e) => {
+                    lock(&self.shared.health).last_error = Some(format!("consume: {e}"));
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        (!d.is_empty()).then_some(d)
+    }
+
+    /// Writes a rejected message to the dead-letter topic (see the module docs). Does not wait
+    /// for the broker; [`ack`](Self::ack) does, before storing the message's offset.
+    pub fn dead_letter(
+        &mut self,
+        msg: &KafkaMessage,
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), KafkaError> {
+        let Some((producer, topic)) = &self.dead_letters else {
+            return Ok(());
+        };
+        let partition = msg.partition.to_string();
+        let offset = msg.offset.to_string();
+        let headers = OwnedHeaders::new_with_capacity(5)
+            .insert(Header {
+                key: HEADER_REASON,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: HEADER_DETAIL,
+                value: Some(detail),
+            })
+            .insert(Header {
+                key: HEADER_TOPIC,
+                value: Some(msg.topic.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_PARTITION,
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_OFFSET,
+                value: Some(offset.as_str()),
+            });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        lock(&self.shared.outstanding).insert(seq);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, seq)
+            .payload(msg.payload.as_slice())
+            .headers(headers);
+        if let Some(k) = &msg.key {
+            record = record.key(k.as_slice());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                        && Instant::now() < deadline =>
+                {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    lock(&self.shared.outstanding).remove(&seq);
+                    return Err(client_err("writing a dead letter")(e));
+                }
+            }
+        }
+        lock(&self.shared.dead).sent += 1;
+        Ok(())
+    }
+
+    /// Acknowledges a delivery: its offsets (offset + 1 per partition) are stored, for the next
+    /// commit, once every dead letter written before this call is confirmed; until then the
+    /// token waits (checked again on every `ack` and `poll`). Never moves a partition back.
+    pub fn ack(&mut self, token: AckToken) {
+        self.deferred.push_back(Deferred {
+            token,
+            dead_letters_upto: self.next_seq.checked_sub(1),
+        });
+        self.store_ready();
+    }
+
+    /// Acknowledgements still waiting for dead letters.
+    pub fn pending_acks(&self) -> usize {
+        self.deferred.len()
+    }
+
+    fn store_ready(&mut self) {
+        let oldest_outstanding = lock(&self.shared.outstanding).first().copied();
+        while let Some(front) = self.deferred.front() {
+            let blocked = matches!(
+                (oldest_outstanding, front.dead_letters_upto),
+                (Some(oldest), Some(upto)) if oldest <= upto
+            );
+            if blocked {
+                break;
+            }
+            if let Some(d) = self.deferred.pop_front() {
+                self.store(&d.token);
+            }
+        }
+    }
+
+    fn store(&self, token: &AckToken) {
+        let mut stored = lock(&self.shared.stored);
+        for (topic, partition, next) in token.offsets() {
+            let key = (topic.to_owned(), partition);
+            if stored.get(&key).is_some_and(|&s| s >= next) {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            if tpl
+                .add_partition_offset(topic, partition, Offset::Offset(next))
+                .is_err()
+            {
+                continue;
+            }
+            match self.consumer.store_offsets(&tpl) {
+                Ok(()) => {
+                    stored.insert(key, next);
+                }
+                // The partition was revoked since: its new owner reads it from the last commit,
+                // which is at-least-once, so there is nothing to do.
+                Err(e) => {
+                    lock(&self.shared.health).last_error =
+                        Some(format!("storing offset {next} of {topic}/{partition}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Commits the stored offsets now and waits for the broker (also done by auto-commit, on
+    /// rebalances and on [`close`](Self::close)).
+    pub fn commit(&self) -> Result<(), KafkaError> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => Ok(()),
+            Err(e) => Err(client_err("committing offsets")(e)),
+        }
+    }
+
+    /// Waits up to `timeout` for outstanding dead letters, stores what can be stored, commits,
+    /// and leaves the group.
+    pub fn close(mut self, timeout: Duration) -> Result<(), KafkaError> {
+        if let Some((p, _)) = &self.dead_letters {
+            // Failures are counted by the delivery callback; storing proceeds either way.
+            let _ = p.flush(timeout);
+        }
+        self.store_ready();
+        let res = self.commit();
+        self.consumer.unsubscribe();
+        res
+    }
+
+    /// True while a broker connection is up (see the module docs).
+    pub fn is_connected(&self) -> bool {
+        lock(&self.shared.health).connected
+    }
+
+    /// Lag of every assigned partition, from the latest statistics.
+    pub fn lag(&self) -> Vec<PartitionLag> {
+        lock(&self.shared.health).lag.clone()
+    }
+
+    /// Partitions currently assigned to this member.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        lock(&self.shared.health).assigned.iter().cloned().collect()
+    }
+
+    /// The most recent client error, for logs and health pages.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.shared.health).last_error.clone()
+    }
+
+    pub fn dead_letter_stats(&self) -> DeadLetterStats {
+        *lock(&self.shared.dead)
+    }
+
+    /// The group's committed offsets of the assigned partitions, asked of the broker.
+    pub fn committed(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<(String, i32, Option<i64>)>, KafkaError> {
+        let tpl = self
+            .consumer
+            .committed(timeout)
+            .map_err(client_err("reading committed offsets"))?;
+        Ok(tpl
+            .elements()
+            .iter()
+            .map(|e| {
+                let o = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                (e.topic().to_owned(), e.partition(), o)
+            })
+            .collect())
+    }
+}
+
+/// Delivery counters of a [`KafkaProducer`].
+#[derive(Debug, Default)]
+struct ProducerShared {
+    delivered: Mutex<u64>,
+    failed: Mutex<(u64, Option<String>)>,
+}
+
+struct ProducerCtx {
+    shared: Arc<ProducerShared>,
+}
+
+impl ClientContext for ProducerCtx {}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => *lock(&self.shared.delivered) += 1,
+            Err((e, _)) => {
+                let mut f = lock(&self.shared.failed);
+                f.0 += 1;
+                f.1 = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// A producer for `spikewatch produce`, tests and demos. Messages are keyed by the caller
+/// (spikewatch uses `cluster/service`, so librdkafka's key hash keeps one series on one
+/// partition) or sent to an explicit partition.
+pub struct KafkaProducer {
+    inner: ThreadedProducer<ProducerCtx>,
+    shared: Arc<ProducerShared>,
+}
+
+impl std::fmt::Debug for KafkaProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaProducer")
+            .field("delivered", &self.delivered())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaProducer {
+    /// A producer for `brokers` with librdkafka properties passed through (`linger.ms` defaults
+    /// to 5, `compression.type` to `lz4`... only if not given).
+    pub fn new(brokers: &str, passthrough: &BTreeMap<String, String>) -> Result<Self, KafkaError> {
+        let mut props = BTreeMap::new();
+        props.insert("linger.ms".to_owned(), "5".to_owned());
+        props.insert(
+            "queue.buffering.max.messages".to_owned(),
+            "200000".to_owned(),
+        );
+        props.extend(passthrough.clone());
+        let shared = Arc::new(ProducerShared::default());
+        let inner = base_config(brokers, &props)
+            .create_with_context(ProducerCtx {
+                shared: shared.clone(),
+            })
+            .map_err(client_err("creating the producer"))?;
+        Ok(Self { inner, shared })
+    }
+
+    /// Queues one message, waiting while librdkafka's queue is full (up to 60 s).
+    pub fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        partition: Option<i32>,
+        payload: &[u8],
+    ) -> Result<(), KafkaError> {
+        let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.inner.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, back))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                        && Instant::now() < deadline =>
+                {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(client_err("producing")(e)),
+            }
+        }
+    }
+
+    /// Number of partitions of a topic (asks the broker; creates the topic if the broker
+    /// auto-creates topics).
+    pub fn partition_count(&self, topic: &str, timeout: Duration) -> Result<usize, KafkaError> {
+        let md = self
+            .inner
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(client_err("reading topic metadata"))?;
+        let t = md.topics().iter().find(|t| t.name() == topic);
+        match t {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Ok(t.partitions().len())
+            }
+            Some(t) => Err(KafkaError::Client {
+                context: "reading topic metadata",
+                detail: format!("topic {topic}: {:?}", t.error()),
+            }),
+            None => Err(KafkaError::Client {
+                context: "reading topic metadata",
+                detail: format!("no topic {topic}"),
+            }),
+        }
+    }
+
+    /// Waits until every queued message is delivered (or failed), up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner
+            .flush(timeout)
+            .map_err(|e| match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::OperationTimedOut) => KafkaError::Timeout {
+                    what: "flushing the producer",
+                    timeout,
+                },
+                _ => client_err("flushing the producer")(e),
+            })
+    }
+
+    /// Messages the broker confirmed.
+    pub fn delivered(&self) -> u64 {
+        *lock(&self.shared.delivered)
+    }
+
+    /// Messages that failed, and the last failure.
+    pub fn failed(&self) -> (u64, Option<String>) {
+        lock(&self.shared.failed).clone()
+    }
+}
