@@ -550,7 +550,10 @@ fn every_reject_reason() {
         covered.insert(want);
     }
     // `malformed_arrow` belongs to the Arrow IPC decoder (tested in tests/formats.rs).
-    for r in RejectReason::ALL.into_iter().filter(|r| *r != RejectReason::MalformedArrow) {
+    for r in RejectReason::ALL
+        .into_iter()
+        .filter(|r| *r != RejectReason::MalformedArrow)
+    {
         assert!(covered.contains(&r), "no test case for {r}");
     }
 }
