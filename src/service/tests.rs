@@ -477,3 +477,49 @@ async fn stream_sends_each_new_transition() {
     assert!(text.contains("id: a-0000000000000009:firing"), "{text}");
     assert!(text.contains("\"kind\":\"success_drop\""), "{text}");
 }
+
+#[tokio::test]
+async fn incident_updates_land_in_the_api_in_their_final_state() {
+    // Every group of incident updates a real replay hands out, fed to the hub as the pipeline
+    // thread does: each incident is counted as new once and served in its final state.
+    let trace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/incidents/2026-02-12-routing-config-removed");
+    let hub = Hub::new(100);
+    let mut opened = 0;
+    let res = crate::pipeline::replay_with_incidents(
+        &trace,
+        detector::DetectorConfig::default(),
+        1024,
+        |events, updates, _| {
+            opened += hub.upsert_incidents(updates);
+            hub.publish(events);
+        },
+    )
+    .unwrap();
+    assert!(!res.incidents.is_empty());
+    assert_eq!(opened, res.incidents.len());
+    let state = AppState {
+        hub: hub.clone(),
+        metrics: Metrics::new(100),
+        bearer_token: None,
+        stall_after: Duration::from_secs(10),
+    };
+    let app = app(state, Duration::from_secs(5));
+    for inc in &res.incidents {
+        let (s, v) = get_json(&app, &format!("/api/v1/incidents/{}", inc.id)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v, serde_json::to_value(inc).unwrap());
+    }
+    // Every alert the API serves names an incident the API knows.
+    let (_, v) = get_json(&app, "/api/v1/alerts?limit=1000").await;
+    for a in v["alerts"].as_array().unwrap() {
+        let id = a["incident_id"].as_str().unwrap();
+        let (s, _) = get_json(&app, &format!("/api/v1/incidents/{id}")).await;
+        assert_eq!(
+            s,
+            StatusCode::OK,
+            "alert {} names unknown incident {id}",
+            a["id"]
+        );
+    }
+}
