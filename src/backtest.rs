@@ -255,3 +255,186 @@ fn median(sorted: &[f64]) -> Option<f64> {
         n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use detector::incident::{Candidate, ChangeKind, IncidentState};
+    use detector::{AlertKind, Severity};
+
+    use super::*;
+
+    /// Event time origin (ms) and a minute.
+    const T0: i64 = 1_770_000_000_000;
+    const MIN: i64 = 60_000;
+
+    /// Labels with one trigger on web of clusters a and b, onset at T0, ten minutes long.
+    fn labels() -> Labels {
+        let text = r#"{"trace":"t","interval_s":10,"windows":[
+            {"kinds":["error_rate_spike"],"service":"web","clusters":["a","b"],
+             "onset":"2026-02-02T02:40:00Z","end":"2026-02-02T02:50:00Z","max_delay_s":20,
+             "trigger":"deploy-1"}]}"#;
+        let l: Labels = serde_json::from_str(text).unwrap();
+        assert_eq!(l.windows[0].onset, T0);
+        l
+    }
+
+    fn alert(cluster: &str, service: &str, at: i64, incident: &str) -> AlertEvent {
+        AlertEvent {
+            id: format!("a-{cluster}-{service}-{at}"),
+            kind: AlertKind::ErrorRateSpike,
+            state: AlertState::Firing,
+            severity: Severity::Critical,
+            cluster: cluster.into(),
+            service: service.into(),
+            region: None,
+            onset: at,
+            detected_at: at,
+            resolved_at: None,
+            value: 0.5,
+            baseline: 0.001,
+            summary: String::new(),
+            incident_id: Some(incident.into()),
+        }
+    }
+
+    fn incident(id: &str, clusters: &[&str], ranked: &[&str]) -> Incident {
+        Incident {
+            id: id.into(),
+            state: IncidentState::Open,
+            severity: Severity::Critical,
+            onset: T0,
+            detected_at: T0,
+            resolved_at: None,
+            updated_at: T0,
+            kinds: vec![AlertKind::ErrorRateSpike],
+            clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
+            services: vec!["web".into()],
+            series: clusters.len(),
+            alerts_firing: clusters.len(),
+            affected_traffic_ratio: Some(0.5),
+            peak_error_ratio: Some(0.3),
+            alert_ids: Vec::new(),
+            candidates: ranked
+                .iter()
+                .map(|c| Candidate {
+                    change_id: (*c).into(),
+                    kind: ChangeKind::Deploy,
+                    service: "web".into(),
+                    ts: T0 - MIN,
+                    score: 0.5,
+                    reason: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn trigger_scores() {
+        struct Case {
+            name: &'static str,
+            incidents: Vec<Incident>,
+            alerts: Vec<AlertEvent>,
+            incident: Option<&'static str>,
+            rank: Option<usize>,
+            top: Option<&'static str>,
+            jaccard: f64,
+        }
+        let both = |id: &str| {
+            vec![
+                alert("a", "web", T0 + 10_000, id),
+                alert("b", "web", T0, id),
+            ]
+        };
+        let cases = vec![
+            Case {
+                name: "trigger ranked first on exactly the windows' clusters",
+                incidents: vec![incident("i-1", &["a", "b"], &["deploy-1", "cfg-9"])],
+                alerts: both("i-1"),
+                incident: Some("i-1"),
+                rank: Some(1),
+                top: Some("deploy-1"),
+                jaccard: 1.0,
+            },
+            Case {
+                name: "trigger ranked second",
+                incidents: vec![incident("i-1", &["a", "b"], &["cfg-9", "deploy-1"])],
+                alerts: both("i-1"),
+                incident: Some("i-1"),
+                rank: Some(2),
+                top: Some("cfg-9"),
+                jaccard: 1.0,
+            },
+            Case {
+                name: "trigger not among the candidates",
+                incidents: vec![incident("i-1", &["a", "b"], &["cfg-9"])],
+                alerts: both("i-1"),
+                incident: Some("i-1"),
+                rank: None,
+                top: Some("cfg-9"),
+                jaccard: 1.0,
+            },
+            Case {
+                name: "incident spread over twice the windows' clusters",
+                incidents: vec![incident("i-1", &["a", "b", "c", "d"], &["deploy-1"])],
+                alerts: both("i-1"),
+                incident: Some("i-1"),
+                rank: Some(1),
+                top: Some("deploy-1"),
+                jaccard: 0.5,
+            },
+            Case {
+                name: "the incident holding most of the windows' alerts covers them",
+                incidents: vec![
+                    incident("i-1", &["a"], &["cfg-9"]),
+                    incident("i-2", &["a", "b"], &["deploy-1"]),
+                ],
+                alerts: vec![
+                    alert("a", "web", T0, "i-1"),
+                    alert("a", "web", T0 + MIN, "i-2"),
+                    alert("b", "web", T0 + MIN, "i-2"),
+                ],
+                incident: Some("i-2"),
+                rank: Some(1),
+                top: Some("deploy-1"),
+                jaccard: 1.0,
+            },
+            Case {
+                name: "alerts outside the windows (other service, long after) cover nothing",
+                incidents: vec![incident("i-1", &["a"], &["deploy-1"])],
+                alerts: vec![
+                    alert("a", "api", T0, "i-1"),
+                    alert("a", "web", T0 + 30 * MIN, "i-1"),
+                ],
+                incident: None,
+                rank: None,
+                top: None,
+                jaccard: 0.0,
+            },
+        ];
+        let labels = labels();
+        for c in cases {
+            let got = score_triggers(&labels, &c.alerts, &c.incidents);
+            assert_eq!(got.len(), 1, "{}", c.name);
+            let t = &got[0];
+            assert_eq!(t.trigger, "deploy-1", "{}", c.name);
+            assert_eq!(t.incident_id.as_deref(), c.incident, "{}", c.name);
+            assert_eq!(t.rank, c.rank, "{}", c.name);
+            assert_eq!(t.hit(), c.rank == Some(1), "{}", c.name);
+            assert_eq!(t.top.as_deref(), c.top, "{}", c.name);
+            assert!(
+                (t.cluster_jaccard - c.jaccard).abs() < 1e-12,
+                "{}: {t:?}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn windows_without_a_trigger_are_not_scored_for_causes() {
+        let mut labels = labels();
+        labels.windows[0].trigger = None;
+        let incidents = [incident("i-1", &["a", "b"], &["deploy-1"])];
+        let alerts = [alert("a", "web", T0, "i-1")];
+        assert!(score_triggers(&labels, &alerts, &incidents).is_empty());
+    }
+}

@@ -200,3 +200,121 @@ pub fn scorecard(scores: &[Score]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use detector::incident::{Candidate, ChangeKind};
+    use detector::{AlertKind, Severity};
+    use ingest::trace::Labels;
+
+    use super::*;
+    use crate::backtest::{self, TriggerScore};
+
+    const T0: i64 = 1_770_000_000_000;
+
+    fn incident(state: IncidentState, cause: Option<&str>) -> Incident {
+        Incident {
+            id: "i-00000000000000aa".into(),
+            state,
+            severity: Severity::Critical,
+            onset: T0,
+            detected_at: T0 + 10_000,
+            resolved_at: (state == IncidentState::Resolved).then_some(T0 + 600_000),
+            updated_at: T0 + 600_000,
+            kinds: vec![AlertKind::ErrorRateSpike],
+            clusters: vec!["a".into(), "b".into()],
+            services: vec!["web".into()],
+            series: 2,
+            alerts_firing: usize::from(state == IncidentState::Open),
+            affected_traffic_ratio: Some(0.25),
+            peak_error_ratio: Some(0.4),
+            alert_ids: Vec::new(),
+            candidates: cause
+                .map(|id| Candidate {
+                    change_id: id.into(),
+                    kind: ChangeKind::Deploy,
+                    service: "web".into(),
+                    ts: T0 - 30_000,
+                    score: 0.9,
+                    reason: format!("{id} (deploy of web) to 2 of the 2 affected clusters"),
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn incident_lines() {
+        // (name, incident, must contain, must not contain)
+        let cases = [
+            (
+                "opened: time of detection, radius, share and cause; no peak yet",
+                incident(IncidentState::Open, Some("deploy-1")),
+                vec![
+                    "2026-02-02T02:40:10Z",
+                    "incident opened",
+                    "2 clusters / 1 service",
+                    "2 series",
+                    "25.0% of traffic",
+                    "likely deploy-1 (deploy of web)",
+                ],
+                vec!["peak error ratio"],
+            ),
+            (
+                "resolved: time of resolution and the peak",
+                incident(IncidentState::Resolved, None),
+                vec![
+                    "2026-02-02T02:50:00Z",
+                    "incident resolved",
+                    "peak error ratio 40.0%",
+                    "no candidate change",
+                ],
+                vec!["likely"],
+            ),
+        ];
+        for (name, inc, want, unwanted) in cases {
+            let line = incident_line(&inc);
+            for w in want {
+                assert!(line.contains(w), "{name}: {w:?} missing from {line}");
+            }
+            for u in unwanted {
+                assert!(!line.contains(u), "{name}: {u:?} in {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn scorecard_reports_causes_and_cluster_match() {
+        let labels: Labels =
+            serde_json::from_str(r#"{"trace":"trace-x","interval_s":10,"windows":[]}"#).unwrap();
+        let mut sc = backtest::score(&labels, &[]);
+        sc.incidents = 2;
+        sc.triggers = vec![
+            TriggerScore {
+                trigger: "deploy-1".into(),
+                incident_id: Some("i-1".into()),
+                rank: Some(1),
+                top: Some("deploy-1".into()),
+                cluster_jaccard: 1.0,
+            },
+            TriggerScore {
+                trigger: "cfg-2".into(),
+                incident_id: Some("i-2".into()),
+                rank: Some(3),
+                top: Some("deploy-9".into()),
+                cluster_jaccard: 0.5,
+            },
+        ];
+        let text = scorecard(std::slice::from_ref(&sc));
+        let row = text.lines().nth(1).unwrap();
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        // TRACE .. FP INCIDENTS CAUSE RADIUS RESULT
+        assert_eq!(cols[0], "trace-x");
+        assert_eq!(&cols[8..], ["2", "1/2", "0.50", "ok"], "{row}");
+        assert!(
+            text.contains("cause trace-x: cfg-2 ranked 3 in i-2 (first: deploy-9)"),
+            "{text}"
+        );
+        assert!(!text.contains("cause trace-x: deploy-1"), "{text}");
+    }
+}
