@@ -5,5 +5,6 @@
 
 pub mod backtest;
 pub mod pipeline;
+pub mod produce;
 pub mod report;
 pub mod service;

@@ -106,6 +106,9 @@ enum Command {
     /// Check a service configuration file and explain every error by field. Exits 1 if it is
     /// invalid.
     CheckConfig { file: PathBuf },
+    /// Write a trace's samples (keyed cluster/service) and change events into Kafka, for
+    /// demos, load tests and the compose stack. A summary goes to stderr.
+    Produce(spikewatch::produce::ProduceArgs),
     /// Regenerate the incident traces (deterministic, fixed seeds) into a directory.
     GenTraces {
         #[arg(long, default_value = "testdata/incidents")]
@@ -286,6 +289,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Produce(args) => {
+            spikewatch::produce::main(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::GenTraces { out } => {
             let names = tracegen::write_all(&out).context("generating traces")?;
             for n in names {
@@ -339,9 +346,12 @@ fn replay(
             }
             if format == ReplayFormat::Table {
                 for inc in incidents {
-                    let news = opened.insert(inc.id.clone())
-                        || (inc.state == detector::incident::IncidentState::Resolved
-                            && resolved.insert(inc.id.clone()));
+                    // One line when an incident opens and one when it resolves; an incident
+                    // first seen already resolved gets one line only.
+                    let is_resolved = inc.state == detector::incident::IncidentState::Resolved;
+                    let first = opened.insert(inc.id.clone());
+                    let newly_resolved = is_resolved && resolved.insert(inc.id.clone());
+                    let news = first || newly_resolved;
                     if news {
                         if let Err(err) = writeln!(out, "{}", report::incident_line(inc)) {
                             write_err.get_or_insert(err);

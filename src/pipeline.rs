@@ -13,7 +13,8 @@ use detector::incident::Change;
 use detector::{
     AlertEvent, Detector, DetectorConfig, DetectorStats, Incident, IncidentConfig, IncidentTracker,
 };
-use ingest::json::{DecoderOptions, JsonDecoder, RejectReason};
+use ingest::format::{Format, MessageDecoder, MessageDecoderOptions};
+use ingest::json::{DecoderOptions, RejectReason, Rejection};
 use ingest::trace::ChangeEvent;
 
 /// Counts of rejected messages by reason.
@@ -43,10 +44,11 @@ impl Rejections {
 /// Decoder, detector and incident tracker wired together.
 #[derive(Debug)]
 pub struct Pipeline {
-    decoder: JsonDecoder,
+    decoder: MessageDecoder,
     detector: Detector,
     incidents: IncidentTracker,
     pub rejections: Rejections,
+    last_rejection: Option<Rejection>,
     messages: u64,
 }
 
@@ -68,15 +70,19 @@ impl Pipeline {
     ) -> anyhow::Result<Self> {
         let detector = Detector::new(cfg).context("detector configuration")?;
         let incidents = IncidentTracker::new(incidents).context("incident configuration")?;
-        let decoder = JsonDecoder::new(DecoderOptions {
-            batch_size: batch_size.max(1),
-            ..DecoderOptions::default()
+        let decoder = MessageDecoder::new(MessageDecoderOptions {
+            decoder: DecoderOptions {
+                batch_size: batch_size.max(1),
+                ..DecoderOptions::default()
+            },
+            ..MessageDecoderOptions::default()
         });
         Ok(Self {
             decoder,
             detector,
             incidents,
             rejections: Rejections::default(),
+            last_rejection: None,
             messages: 0,
         })
     }
@@ -84,11 +90,22 @@ impl Pipeline {
     /// Decodes one message; when a batch is full, runs it through the detector and appends the
     /// resulting alert transitions to `out`.
     pub fn push_message(&mut self, msg: &[u8], out: &mut Vec<AlertEvent>) -> anyhow::Result<()> {
+        self.push_message_as(&Format::Json, msg, out)
+    }
+
+    /// [`push_message`](Self::push_message) for a message in any wire format.
+    pub fn push_message_as(
+        &mut self,
+        format: &Format,
+        msg: &[u8],
+        out: &mut Vec<AlertEvent>,
+    ) -> anyhow::Result<()> {
         self.messages += 1;
-        if let Err(rej) = self.decoder.decode(msg) {
+        if let Err(rej) = self.decoder.decode(format, msg) {
             let n = self.messages;
             self.rejections
                 .add(rej.reason, || format!("message {n}: {rej}"));
+            self.last_rejection = Some(rej);
         }
         if self.decoder.is_full() {
             self.flush(out)?;
@@ -96,8 +113,15 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The most recent rejection (reason and detail), for dead letters.
+    pub fn last_rejection(&self) -> Option<&Rejection> {
+        self.last_rejection.as_ref()
+    }
+
     /// Runs whatever the decoder has buffered through the detector.
     pub fn flush(&mut self, out: &mut Vec<AlertEvent>) -> anyhow::Result<()> {
+        // A long-running service moves the future-timestamp check's "now" along.
+        self.decoder.set_now_ms(wall_now_ms());
         if let Some(batch) = self.decoder.flush() {
             let keys = self.decoder.interner().keys();
             self.incidents
@@ -114,6 +138,8 @@ impl Pipeline {
 
     /// End of input: flush and close every open tick.
     pub fn finish(&mut self, out: &mut Vec<AlertEvent>) -> anyhow::Result<()> {
+        // Samples still being assembled (Prometheus format) are emitted as they are.
+        self.decoder.finish();
         self.flush(out)?;
         let start = out.len();
         self.detector.finish(out);
@@ -150,6 +176,12 @@ impl Pipeline {
     pub fn messages(&self) -> u64 {
         self.messages
     }
+}
+
+fn wall_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Result of replaying a samples file or trace directory.

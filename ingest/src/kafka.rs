@@ -969,3 +969,52 @@ impl KafkaProducer {
         lock(&self.shared.failed).clone()
     }
 }
+
+/// An in-process Kafka cluster (librdkafka's mock brokers, `rdkafka::mocking`) for tests,
+/// benchmarks and demos without a broker. Brokers listen on 127.0.0.1; topics are created
+/// explicitly or on first use. Not `Send`: keep it on the thread that made it, and keep it alive
+/// while clients use it.
+pub struct MockBroker {
+    cluster: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+}
+
+impl std::fmt::Debug for MockBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockBroker")
+            .field("bootstrap_servers", &self.cluster.bootstrap_servers())
+            .finish()
+    }
+}
+
+impl MockBroker {
+    /// A cluster of `brokers` brokers (ids 1..=brokers).
+    pub fn new(brokers: i32) -> Result<Self, KafkaError> {
+        let cluster = rdkafka::mocking::MockCluster::new(brokers)
+            .map_err(client_err("starting the mock cluster"))?;
+        Ok(Self { cluster })
+    }
+
+    /// The `bootstrap.servers` of the cluster.
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+        self.cluster
+            .create_topic(topic, partitions, 1)
+            .map_err(client_err("creating a mock topic"))
+    }
+
+    /// Takes every broker down (connections dropped and refused) or brings them back up.
+    pub fn set_up(&self, up: bool) -> Result<(), KafkaError> {
+        if up {
+            self.cluster
+                .broker_up(-1)
+                .map_err(client_err("mock brokers up"))
+        } else {
+            self.cluster
+                .broker_down(-1)
+                .map_err(client_err("mock brokers down"))
+        }
+    }
+}

@@ -62,7 +62,7 @@
 //!   `duplicate`, so at-least-once redelivery never double counts.
 //!
 //! [`PromEncoder`] writes native samples in this format with the default mapping's metric
-//! names (used by tests and `spikewatch produce --format prom-adapter`).
+//! names (used by tests and `spikewatch produce --format prom`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

@@ -637,3 +637,39 @@ fn prom_encoder_output_decodes_to_the_samples() {
     dec.finish();
     assert_eq!(drain(&mut dec), want);
 }
+
+#[test]
+fn parse_sample_agrees_with_the_decoder() {
+    let good = full_sample("2026-02-12T21:20:10Z", "prod-use1-a");
+    let opts = DecoderOptions {
+        now_ms: Some(NOW),
+        ..DecoderOptions::default()
+    };
+    // (name, message)
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("valid", good.to_json_line().into_bytes()),
+        ("malformed", b"{\"ts\":".to_vec()),
+        (
+            "errors over requests",
+            Sample::new(NOW, "c", "s", 1, 2).to_json_line().into_bytes(),
+        ),
+        (
+            "future",
+            Sample::new(NOW + 25 * 3_600_000, "c", "s", 1, 0)
+                .to_json_line()
+                .into_bytes(),
+        ),
+    ];
+    for (name, msg) in cases {
+        let mut dec = ingest::JsonDecoder::new(opts);
+        let decoded = dec.decode(&msg).map(|()| {
+            let batches: Vec<_> = dec.flush().into_iter().collect();
+            samples_of(&batches, dec.interner()).remove(0)
+        });
+        assert_eq!(
+            ingest::json::parse_sample(&msg, &opts),
+            decoded,
+            "case {name:?}"
+        );
+    }
+}

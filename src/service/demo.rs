@@ -195,6 +195,7 @@ impl Source for DemoSource {
             samples,
             changes,
             token: self.token,
+            format: ingest::format::Format::Json,
         }))
     }
 }

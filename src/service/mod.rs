@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod hub;
+pub mod kafka;
 pub mod metrics;
 pub mod openapi;
 pub mod source;
@@ -33,7 +34,11 @@ use source::Source;
 const STALL_AFTER: Duration = Duration::from_secs(10);
 
 /// Builds the source the settings ask for.
-fn make_source(settings: &Settings) -> anyhow::Result<Box<dyn Source>> {
+fn make_source(
+    settings: &Settings,
+    hub: &Hub,
+    metrics: &Metrics,
+) -> anyhow::Result<Box<dyn Source>> {
     match &settings.source {
         SourceSettings::Demo(d) => {
             let src = demo::DemoSource::new(d.clone())?;
@@ -46,11 +51,11 @@ fn make_source(settings: &Settings) -> anyhow::Result<Box<dyn Source>> {
             );
             Ok(Box::new(src))
         }
-        SourceSettings::Kafka(k) => anyhow::bail!(
-            "the Kafka source (brokers {}) is not available in this build yet; \
-             run without [source.kafka] for the demo",
-            k.brokers
-        ),
+        SourceSettings::Kafka(k) => {
+            let src = kafka::KafkaServiceSource::new(k, hub.clone(), metrics.clone())?;
+            eprintln!("spikewatch: {}", src.describe());
+            Ok(Box::new(src))
+        }
     }
 }
 
@@ -67,7 +72,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let hub = Hub::new(settings.max_alerts);
     let metrics = Metrics::new(settings.series_limit);
-    let source = make_source(&settings)?;
+    let source = make_source(&settings, &hub, &metrics)?;
     hub.update_counters(|c| c.source = source.describe());
 
     let listener = tokio::net::TcpListener::bind(settings.listen)

@@ -5,17 +5,20 @@
 
 use std::time::Duration;
 
+use ingest::format::Format;
 use ingest::trace::ChangeEvent;
 
 /// What a source hands the pipeline.
 #[derive(Debug)]
 pub enum Delivery {
-    /// Raw sample messages (one CONTRACT section 1 sample each) and change events.
+    /// Raw sample messages (one message each, in `format`) and change events.
     Messages {
         samples: Vec<Vec<u8>>,
         changes: Vec<ChangeEvent>,
         /// Passed back to [`Source::processed`] once every sample has been through the detector.
         token: u64,
+        /// The wire format of every message in `samples` (native JSON for the demo).
+        format: Format,
     },
     /// What follows is an unrelated stream (the demo's next trace): start a fresh detector.
     Restart { name: String },
@@ -37,9 +40,16 @@ pub trait Source: Send {
         Ok(())
     }
 
-    /// Sample `index` of the delivery `token` was rejected for `reason`.
-    fn rejected(&mut self, token: u64, index: usize, reason: &str) -> anyhow::Result<()> {
-        let _ = (token, index, reason);
+    /// Sample `index` of the delivery `token` was rejected for `reason` (a stable label),
+    /// `detail` saying what exactly was wrong.
+    fn rejected(
+        &mut self,
+        token: u64,
+        index: usize,
+        reason: &str,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        let _ = (token, index, reason, detail);
         Ok(())
     }
 

@@ -66,6 +66,7 @@ impl Worker {
                     samples,
                     changes,
                     token,
+                    format,
                 }) => {
                     if !changes.is_empty() {
                         self.pipeline.push_changes(&changes);
@@ -73,10 +74,14 @@ impl Worker {
                     let started = Instant::now();
                     for (i, msg) in samples.iter().enumerate() {
                         let before = self.pipeline.rejections.total();
-                        self.pipeline.push_message(msg, &mut self.out)?;
+                        self.pipeline.push_message_as(&format, msg, &mut self.out)?;
                         if self.pipeline.rejections.total() > before {
                             if let Some(reason) = self.newly_rejected() {
-                                source.rejected(token, i, &reason)?;
+                                let detail = self
+                                    .pipeline
+                                    .last_rejection()
+                                    .map_or("", |r| r.detail.as_str());
+                                source.rejected(token, i, &reason, detail)?;
                             }
                         }
                     }

@@ -151,26 +151,7 @@ impl JsonDecoder {
 
     /// Decodes one message, appending one row, or rejects it leaving the decoder unchanged.
     pub fn decode(&mut self, msg: &[u8]) -> Result<(), Rejection> {
-        if msg.len() > self.opts.max_message_bytes {
-            return Err(Rejection::new(
-                R::TooLarge,
-                format!(
-                    "message of {} bytes exceeds the limit of {} bytes",
-                    msg.len(),
-                    self.opts.max_message_bytes
-                ),
-            ));
-        }
-        // RFC 8259 lets parsers skip a byte order mark; editors put one on the first line of files.
-        let msg = msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg);
-        let text = std::str::from_utf8(msg).map_err(|e| {
-            Rejection::new(
-                R::NotUtf8,
-                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-            )
-        })?;
-        let raw = parse(text)?;
-        let row = validate(raw, self.now_ms, self.opts.max_future_ms)?;
+        let row = checked_row(msg, &self.opts, self.now_ms)?;
         self.push_row(&row)
     }
 
@@ -222,6 +203,59 @@ impl JsonDecoder {
     pub fn into_interner(self) -> SeriesInterner {
         self.interner
     }
+}
+
+/// Parses and checks one native JSON sample, with exactly the rejections of
+/// [`JsonDecoder::decode`] under `opts` (`now_ms: None` reads the clock), into an owned
+/// [`Sample`] without its `status` breakdown (which no decoder stores). For tools that re-encode
+/// samples (`spikewatch produce --format arrow`).
+pub fn parse_sample(msg: &[u8], opts: &DecoderOptions) -> Result<Sample, Rejection> {
+    let now_ms = opts.now_ms.unwrap_or_else(system_now_ms);
+    let r = checked_row(msg, opts, now_ms)?;
+    Ok(Sample {
+        ts_ms: r.ts_ms,
+        cluster: r.cluster.into_owned(),
+        service: r.service.into_owned(),
+        region: r.region.map(Cow::into_owned),
+        interval_ms: r.interval_ms,
+        requests: r.requests,
+        errors: r.errors,
+        retries: r.retries,
+        latency_p50_ms: r.latency_p50_ms,
+        latency_p99_ms: r.latency_p99_ms,
+        db_pool_active: r.db_pool_active,
+        db_pool_max: r.db_pool_max,
+        db_pool_pending: r.db_pool_pending,
+        status: Default::default(),
+    })
+}
+
+/// Size, encoding, syntax and contract checks of one message, in that order.
+fn checked_row<'m>(
+    msg: &'m [u8],
+    opts: &DecoderOptions,
+    now_ms: i64,
+) -> Result<Row<'m>, Rejection> {
+    if msg.len() > opts.max_message_bytes {
+        return Err(Rejection::new(
+            R::TooLarge,
+            format!(
+                "message of {} bytes exceeds the limit of {} bytes",
+                msg.len(),
+                opts.max_message_bytes
+            ),
+        ));
+    }
+    // RFC 8259 lets parsers skip a byte order mark; editors put one on the first line of files.
+    let msg = msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg);
+    let text = std::str::from_utf8(msg).map_err(|e| {
+        Rejection::new(
+            R::NotUtf8,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    let raw = parse(text)?;
+    validate(raw, now_ms, opts.max_future_ms)
 }
 
 fn prealloc(batch_size: usize) -> usize {

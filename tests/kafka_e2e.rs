@@ -1,0 +1,410 @@
+//! End to end through a real Kafka-protocol broker: tansu on 127.0.0.1 with in-memory storage.
+//!
+//! 1. `spikewatch produce TRACE --max` writes a seed incident trace (samples and change events)
+//!    into the broker, after one poison message on the metrics topic.
+//! 2. `spikewatch run` consumes it (`[source.kafka]` in a config file, the API on a free port).
+//! 3. The alerts served at `GET /api/v1/alerts` must equal `spikewatch replay --format jsonl`
+//!    on the same trace (latest transition of every alert id: id, kind, state, cluster,
+//!    service, onset, detected_at), the poison must be counted in
+//!    `spikewatch_dead_letters_total{reason="malformed_json"}`, consumer lag must be exported,
+//!    and `/readyz` must say the source is up.
+//!
+//! tansu comes from `.ci/install-tansu` (found on PATH, in ~/.local/bin, or at $TANSU); without
+//! it the test fails and says so. Everything is bounded in time; children are killed on drop and
+//! their logs printed when the test fails. The trace can be changed with SPIKEWATCH_KAFKA_TRACE.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DEFAULT_TRACE: &str = "2026-02-12-routing-config-removed";
+/// Joining a consumer group on tansu takes some seconds; consuming the trace, a few more.
+const ALERTS_TIMEOUT: Duration = Duration::from_secs(150);
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_spikewatch")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tansu() -> PathBuf {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("TANSU") {
+        candidates.push(p.into());
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(Path::new(&home).join(".local/bin/tansu"));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "tansu is not installed: run `.ci/install-tansu` (it puts the broker in \
+                 ~/.local/bin), or point $TANSU at a tansu binary"
+            )
+        })
+}
+
+/// A child process killed (and reaped) on drop, its output in a log file.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, dir: &Path, cmd: &mut Command) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc { name, child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}):\n{}", self.name, self.log());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} log -----\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// A scratch directory, removed unless the test fails.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "spikewatch-kafka-e2e-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("scratch directory kept: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, timeout: Duration, procs: &mut [&mut Proc], mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        for p in procs.iter_mut() {
+            p.assert_running();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One local GET over HTTP/1.0 (the server closes the connection, so no chunking to undo).
+fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(
+        &addr.parse().map_err(|e| format!("{e}"))?,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line in {head:?}"))?;
+    Ok((status, body.to_owned()))
+}
+
+/// What is compared: the latest transition of every alert id.
+type Alerts = BTreeMap<String, [String; 6]>;
+
+fn alert_key(e: &Value) -> (String, [String; 6]) {
+    let f = |k: &str| match &e[k] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    (
+        f("id"),
+        [
+            f("kind"),
+            f("state"),
+            f("cluster"),
+            f("service"),
+            f("onset"),
+            f("detected_at"),
+        ],
+    )
+}
+
+/// Every alert the API serves, following the cursor.
+fn api_alerts(addr: &str) -> Result<Alerts, String> {
+    let mut out = Alerts::new();
+    let mut path = "/api/v1/alerts?limit=1000".to_owned();
+    loop {
+        let (status, body) = http_get(addr, &path)?;
+        if status != 200 {
+            return Err(format!("GET {path}: {status} {body}"));
+        }
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        for a in v["alerts"].as_array().into_iter().flatten() {
+            let (id, k) = alert_key(a);
+            out.insert(id, k);
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/alerts?limit=1000&cursor={c}"),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn replay_alerts(trace: &Path) -> Alerts {
+    let out = Command::new(bin())
+        .args(["replay", "--format", "jsonl"])
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut alerts = Alerts::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let (id, k) = alert_key(&v);
+        // Later transitions of an id replace earlier ones, as in the API.
+        alerts.insert(id, k);
+    }
+    alerts
+}
+
+fn diff(got: &Alerts, want: &Alerts) -> String {
+    let mut lines = Vec::new();
+    for (id, w) in want {
+        match got.get(id) {
+            None => lines.push(format!("missing {id} {w:?}")),
+            Some(g) if g != w => lines.push(format!("differs {id}: got {g:?}, replay {w:?}")),
+            Some(_) => {}
+        }
+    }
+    for (id, g) in got {
+        if !want.contains_key(id) {
+            lines.push(format!("extra {id} {g:?}"));
+        }
+    }
+    lines.truncate(20);
+    lines.join("\n")
+}
+
+#[test]
+fn alerts_served_from_kafka_equal_the_replay_of_the_same_trace() {
+    let tansu = tansu();
+    let trace_name =
+        std::env::var("SPIKEWATCH_KAFKA_TRACE").unwrap_or_else(|_| DEFAULT_TRACE.into());
+    let trace = repo().join("testdata/incidents").join(&trace_name);
+    let scratch = Scratch::new();
+    let dir = scratch.0.clone();
+
+    // The broker.
+    let kafka_port = free_port();
+    let brokers = format!("127.0.0.1:{kafka_port}");
+    let url = format!("tcp://{brokers}");
+    let mut broker = Proc::spawn(
+        "tansu",
+        &dir,
+        Command::new(&tansu).args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]),
+    );
+    wait_until(
+        "tansu to listen",
+        Duration::from_secs(20),
+        &mut [&mut broker],
+        || TcpStream::connect(&brokers).is_ok(),
+    );
+    // One partition per topic: `produce --max` writes an hour of event time in a moment, and
+    // only a single partition hands it to the consumer in event-time order (docs/kafka.md).
+    for topic in ["spikewatch.metrics", "spikewatch.changes", "spikewatch.dlq"] {
+        let out = Command::new(&tansu)
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &url,
+                "--partitions",
+                "1",
+                topic,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu topic create {topic}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A poison message first, then the trace.
+    let poison = ingest::kafka::KafkaProducer::new(&brokers, &BTreeMap::new()).unwrap();
+    poison
+        .send(
+            "spikewatch.metrics",
+            Some(b"poison/test"),
+            None,
+            b"{\"ts\": not json",
+        )
+        .unwrap();
+    poison.flush(Duration::from_secs(30)).unwrap();
+    let produced = Command::new(bin())
+        .arg("produce")
+        .arg(&trace)
+        .args(["--brokers", &brokers, "--max"])
+        .output()
+        .unwrap();
+    let produce_log = String::from_utf8_lossy(&produced.stderr);
+    assert!(produced.status.success(), "produce failed: {produce_log}");
+    assert!(
+        produce_log.contains("produced "),
+        "no summary line: {produce_log}"
+    );
+    assert!(produced.stdout.is_empty(), "produce wrote to stdout");
+
+    // The service.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("spikewatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{listen}\"\n\n[source.kafka]\nbrokers = \"{brokers}\"\n\
+             group_id = \"kafka-e2e\"\nmetrics_topic = \"spikewatch.metrics\"\n\
+             changes_topic = \"spikewatch.changes\"\ndead_letter_topic = \"spikewatch.dlq\"\n\
+             format = \"json\"\n"
+        ),
+    )
+    .unwrap();
+    let mut service = Proc::spawn(
+        "spikewatch",
+        &dir,
+        Command::new(bin()).arg("run").arg("--config").arg(&config),
+    );
+    wait_until(
+        "the API",
+        Duration::from_secs(30),
+        &mut [&mut service, &mut broker],
+        || http_get(&listen, "/healthz").is_ok_and(|(s, _)| s == 200),
+    );
+
+    let want = replay_alerts(&trace);
+    assert!(!want.is_empty(), "the replay of {trace_name} has no alerts");
+    let mut got = Alerts::new();
+    let deadline = Instant::now() + ALERTS_TIMEOUT;
+    while got != want {
+        service.assert_running();
+        broker.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "after {ALERTS_TIMEOUT:?} the API serves {} alerts, the replay {}:\n{}",
+            got.len(),
+            want.len(),
+            diff(&got, &want)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        got = api_alerts(&listen).unwrap_or_default();
+    }
+
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let mut text = String::new();
+    wait_until(
+        "dead letters and lag in /metrics",
+        Duration::from_secs(20),
+        &mut [&mut service],
+        || {
+            text = http_get(&listen, "/metrics")
+                .map(|r| r.1)
+                .unwrap_or_default();
+            metric(&text, "spikewatch_dead_letters_total{reason=\"malformed_json\"}") == Some(1.0)
+            && metric(
+                &text,
+                "spikewatch_kafka_consumer_lag_messages{partition=\"0\",topic=\"spikewatch.metrics\"}",
+            )
+            .is_some()
+        },
+    );
+    let (status, ready) = http_get(&listen, "/readyz").unwrap();
+    assert_eq!(status, 200, "/readyz: {ready}");
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["source_up"], true, "{ready}");
+}
