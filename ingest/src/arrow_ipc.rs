@@ -353,25 +353,7 @@ pub(crate) fn decode_into(
 pub fn batch_to_samples(batch: &RecordBatch) -> Result<Vec<Sample>, Rejection> {
     let cols = Cols::new(batch)?;
     (0..batch.num_rows())
-        .map(|i| {
-            let r = cols.row(i)?;
-            Ok(Sample {
-                ts_ms: r.ts_ms,
-                cluster: r.cluster.into_owned(),
-                service: r.service.into_owned(),
-                region: r.region.map(Cow::into_owned),
-                interval_ms: r.interval_ms,
-                requests: r.requests,
-                errors: r.errors,
-                retries: r.retries,
-                latency_p50_ms: r.latency_p50_ms,
-                latency_p99_ms: r.latency_p99_ms,
-                db_pool_active: r.db_pool_active,
-                db_pool_max: r.db_pool_max,
-                db_pool_pending: r.db_pool_pending,
-                status: Default::default(),
-            })
-        })
+        .map(|i| Ok(cols.row(i)?.into_sample()))
         .collect()
 }
 

@@ -1,7 +1,10 @@
-//! Shared by `tests/deploy.rs` and `tests/e2e_dashboards.rs`: reading the Grafana dashboards
+//! Shared by the tests: [`procs`] for the end-to-end tests, and, for `tests/deploy.rs` and
+//! `tests/e2e_stack.rs`, reading the Grafana dashboards
 //! under `dashboards/` and listing every PromQL query they run, with the dashboard variables
 //! substituted the way Grafana would.
 #![allow(dead_code)]
+
+pub mod procs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

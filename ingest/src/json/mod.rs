@@ -211,23 +211,7 @@ impl JsonDecoder {
 /// samples (`spikewatch produce --format arrow`).
 pub fn parse_sample(msg: &[u8], opts: &DecoderOptions) -> Result<Sample, Rejection> {
     let now_ms = opts.now_ms.unwrap_or_else(system_now_ms);
-    let r = checked_row(msg, opts, now_ms)?;
-    Ok(Sample {
-        ts_ms: r.ts_ms,
-        cluster: r.cluster.into_owned(),
-        service: r.service.into_owned(),
-        region: r.region.map(Cow::into_owned),
-        interval_ms: r.interval_ms,
-        requests: r.requests,
-        errors: r.errors,
-        retries: r.retries,
-        latency_p50_ms: r.latency_p50_ms,
-        latency_p99_ms: r.latency_p99_ms,
-        db_pool_active: r.db_pool_active,
-        db_pool_max: r.db_pool_max,
-        db_pool_pending: r.db_pool_pending,
-        status: Default::default(),
-    })
+    Ok(checked_row(msg, opts, now_ms)?.into_sample())
 }
 
 /// Size, encoding, syntax and contract checks of one message, in that order.
@@ -315,6 +299,29 @@ pub(crate) struct Row<'a> {
     pub(crate) db_pool_active: Option<u32>,
     pub(crate) db_pool_max: Option<u32>,
     pub(crate) db_pool_pending: Option<u32>,
+}
+
+impl Row<'_> {
+    /// The owned sample (without status counts, which rows do not carry).
+    pub(crate) fn into_sample(self) -> Sample {
+        let r = self;
+        Sample {
+            ts_ms: r.ts_ms,
+            cluster: r.cluster.into_owned(),
+            service: r.service.into_owned(),
+            region: r.region.map(Cow::into_owned),
+            interval_ms: r.interval_ms,
+            requests: r.requests,
+            errors: r.errors,
+            retries: r.retries,
+            latency_p50_ms: r.latency_p50_ms,
+            latency_p99_ms: r.latency_p99_ms,
+            db_pool_active: r.db_pool_active,
+            db_pool_max: r.db_pool_max,
+            db_pool_pending: r.db_pool_pending,
+            status: Default::default(),
+        }
+    }
 }
 
 fn validate(raw: RawSample<'_>, now_ms: i64, max_future_ms: i64) -> Result<Row<'_>, Rejection> {
