@@ -183,9 +183,12 @@ pub struct Detector {
     totals: Vec<SeriesTotals>,
     /// Last reported DB pool pending count per series (NaN when not reported).
     pool_pending: Vec<f64>,
-    /// Per tick: input columns, ts per row, warm flags (scratch, reused).
-    tick_ts: Vec<f64>,
+    /// The batch being pushed, as f64 columns (scratch, reused; `sid` unused).
+    cols: Rows,
+    /// Per tick: warm flags (scratch, reused).
     warm: Vec<f64>,
+    /// Per tick: 1 when a kernel saw evidence worth the candidate pass (scratch, reused).
+    attn: Vec<u8>,
     single: Rows,
     prev_sids: Vec<u32>,
     tick_events: Vec<AlertEvent>,
@@ -218,8 +221,9 @@ impl Detector {
             stats: DetectorStats::default(),
             totals: Vec::new(),
             pool_pending: Vec::new(),
-            tick_ts: Vec::new(),
             warm: Vec::new(),
+            cols: Rows::default(),
+            attn: Vec::new(),
             single: Rows::default(),
             prev_sids: Vec::new(),
             tick_events: Vec::new(),
@@ -329,44 +333,53 @@ impl Detector {
         if let Some(&bad) = sid.values().iter().find(|&&s| s as usize >= known) {
             return Err(DetectorError::UnknownSeries { id: bad, known });
         }
+        // Columns to f64 a column at a time (tight loops over the value buffers, nulls patched
+        // afterwards), then the per-row bookkeeping reads plain slices.
+        let mut c = std::mem::take(&mut self.cols);
         #[allow(clippy::cast_precision_loss)]
-        for i in 0..batch.num_rows() {
-            let opt_u64 = |a: &arrow_array::PrimitiveArray<UInt64Type>| {
-                if a.is_valid(i) {
-                    a.value(i) as f64
-                } else {
-                    f64::NAN
-                }
-            };
-            let opt_u32 = |a: &arrow_array::PrimitiveArray<UInt32Type>| {
-                if a.is_valid(i) {
-                    f64::from(a.value(i))
-                } else {
-                    f64::NAN
-                }
-            };
+        {
+            fill(&mut c.dt, interval.values(), |v| {
+                (f64::from(v) / 1000.0).max(0.001)
+            });
+            fill(&mut c.req, req.values(), |v| v as f64);
+            fill(&mut c.err, err.values(), |v| v as f64);
+            fill(&mut c.retries, retries.values(), |v| v as f64);
+            patch_nulls(&mut c.retries, retries, f64::NAN);
+            fill(&mut c.p99, p99.values(), |v| v);
+            patch_nulls(&mut c.p99, p99, f64::NAN);
+            fill(&mut c.pool_active, pa.values(), f64::from);
+            patch_nulls(&mut c.pool_active, pa, f64::NAN);
+            fill(&mut c.pool_max, pm.values(), f64::from);
+            patch_nulls(&mut c.pool_max, pm, f64::NAN);
+            fill(&mut c.pool_pending, pp.values(), f64::from);
+            patch_nulls(&mut c.pool_pending, pp, 0.0);
+        }
+        let (sids, tss) = (sid.values(), ts.values());
+        let n = batch.num_rows();
+        let (sids, tss) = (&sids[..n], &tss[..n]);
+        let (dt, rq, er, rt) = (&c.dt[..n], &c.req[..n], &c.err[..n], &c.retries[..n]);
+        let (p9, pa, pm, pp) = (
+            &c.p99[..n],
+            &c.pool_active[..n],
+            &c.pool_max[..n],
+            &c.pool_pending[..n],
+        );
+        for i in 0..n {
             let row = Row {
-                sid: sid.value(i),
-                ts: ts.value(i),
-                dt: (f64::from(interval.value(i)) / 1000.0).max(0.001),
-                req: req.value(i) as f64,
-                err: err.value(i) as f64,
-                retries: opt_u64(retries),
-                p99: if p99.is_valid(i) {
-                    p99.value(i)
-                } else {
-                    f64::NAN
-                },
-                pool_active: opt_u32(pa),
-                pool_max: opt_u32(pm),
-                pool_pending: if pp.is_valid(i) {
-                    f64::from(pp.value(i))
-                } else {
-                    0.0
-                },
+                sid: sids[i],
+                ts: tss[i],
+                dt: dt[i],
+                req: rq[i],
+                err: er[i],
+                retries: rt[i],
+                p99: p9[i],
+                pool_active: pa[i],
+                pool_max: pm[i],
+                pool_pending: pp[i],
             };
             self.push_row(&row, out);
         }
+        self.cols = c;
         Ok(())
     }
 
@@ -529,8 +542,6 @@ impl Detector {
         }
         #[allow(clippy::cast_precision_loss)]
         let tsf = ts as f64;
-        self.tick_ts.clear();
-        self.tick_ts.resize(n, tsf);
         // Fast path: the rows are a contiguous run of series ids (a fleet reporting in a stable
         // order), so the kernels run on the state columns in place. Otherwise gather the rows'
         // state into row-dense scratch, run there, and scatter back.
@@ -541,15 +552,17 @@ impl Detector {
             .enumerate()
             .all(|(i, &s)| s as usize == base + i);
         let cfg = &self.p.cfg;
+        self.attn.clear();
+        self.attn.resize(n, 0);
         if contiguous {
             prepare(cfg, rows, &mut self.st, base..base + n, &mut self.warm);
             run_kernels(
                 cfg,
                 rows,
-                &self.tick_ts,
                 &self.warm,
                 &mut self.st,
                 base..base + n,
+                &mut self.attn,
                 tsf,
             );
         } else {
@@ -558,10 +571,10 @@ impl Detector {
             run_kernels(
                 cfg,
                 rows,
-                &self.tick_ts,
                 &self.warm,
                 &mut self.sc,
                 0..n,
+                &mut self.attn,
                 tsf,
             );
             self.st.scatter(&rows.sid, &self.sc);
@@ -626,7 +639,14 @@ impl Detector {
         let resolve_s = self.p.cfg.resolve_after_s;
         for (i, &sid) in rows.sid.iter().enumerate() {
             let s = sid as usize;
-            if !self.needs_attention(s) {
+            // The kernels flagged the rows whose evidence warrants a look (thresholds crossed,
+            // streaks confirmed, or already firing); telemetry_absent has no kernel.
+            #[cfg(debug_assertions)]
+            debug_assert_eq!(
+                self.attn[i] != 0 || self.st.a_firing[s] > 0.0,
+                self.needs_attention(s)
+            );
+            if self.attn[i] == 0 && self.st.a_firing[s] <= 0.0 {
                 continue;
             }
             let warm = self.warm[i] > 0.0;
@@ -804,8 +824,9 @@ impl Detector {
         }
     }
 
-    /// Cheap screen: does the evidence of series `s` warrant the candidate pass at all?
-    #[inline]
+    /// Cheap screen: does the evidence of series `s` warrant the candidate pass at all? The
+    /// kernels compute the same per row as they go (`attn`); this is the reference for it.
+    #[cfg(debug_assertions)]
     fn needs_attention(&self, s: usize) -> bool {
         let st = &self.st;
         let c = &self.p.cfg;
@@ -1006,6 +1027,23 @@ impl Detector {
     }
 }
 
+/// `out = values.map(f)`, reusing `out`'s allocation.
+fn fill<T: Copy>(out: &mut Vec<f64>, values: &[T], f: impl Fn(T) -> f64) {
+    out.clear();
+    out.extend(values.iter().map(|&v| f(v)));
+}
+
+/// Replaces the entries of `out` whose row is null in `a` with `with`.
+fn patch_nulls(out: &mut [f64], a: &dyn Array, with: f64) {
+    if let Some(nulls) = a.nulls().filter(|n| n.null_count() > 0) {
+        for (o, valid) in out.iter_mut().zip(nulls.iter()) {
+            if !valid {
+                *o = with;
+            }
+        }
+    }
+}
+
 /// Per-row interval bookkeeping and warm-up flags, ahead of the kernels.
 fn prepare(
     cfg: &DetectorConfig,
@@ -1039,14 +1077,14 @@ fn prepare(
 fn run_kernels(
     cfg: &DetectorConfig,
     rows: &Rows,
-    tick_ts: &[f64],
     warm: &[f64],
     sc: &mut SeriesState,
     r: std::ops::Range<usize>,
+    attn: &mut [u8],
     tsf: f64,
 ) {
     let common = Common {
-        ts: tick_ts,
+        ts: tsf,
         dt: &rows.dt,
         alpha: &sc.alpha[r.clone()],
         warm,
@@ -1071,6 +1109,7 @@ fn run_kernels(
             p0: &mut sc.e_p0[r.clone()],
             p1: &mut sc.e_p1[r.clone()],
         },
+        attn,
     );
     kernels::ratio(
         &cfg.retry,
@@ -1092,6 +1131,7 @@ fn run_kernels(
             p0: &mut sc.r_p0[r.clone()],
             p1: &mut sc.r_p1[r.clone()],
         },
+        attn,
     );
     kernels::success(
         &cfg.success_drop,
@@ -1109,6 +1149,7 @@ fn run_kernels(
             clear: &mut sc.s_clear[r.clone()],
             runstart: &mut sc.s_runstart[r.clone()],
         },
+        attn,
     );
     kernels::latency(
         &cfg.latency,
@@ -1126,6 +1167,7 @@ fn run_kernels(
             runstart: &mut sc.l_runstart[r.clone()],
             z: &mut sc.l_z[r.clone()],
         },
+        attn,
     );
     kernels::pool(
         &cfg.db_pool,
@@ -1146,6 +1188,7 @@ fn run_kernels(
             clear: &mut sc.p_clear[r.clone()],
             runstart: &mut sc.p_runstart[r.clone()],
         },
+        attn,
     );
     for v in &mut sc.seen[r.clone()] {
         *v += 1.0;

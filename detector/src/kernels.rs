@@ -9,8 +9,8 @@ use crate::stats::fast_ln;
 /// Inputs common to every kernel for one tick.
 #[derive(Debug)]
 pub struct Common<'a> {
-    /// Interval end of each row, epoch ms.
-    pub ts: &'a [f64],
+    /// Interval end of every row (the tick's time), epoch ms.
+    pub ts: f64,
     /// Interval length in seconds.
     pub dt: &'a [f64],
     /// Slow-baseline EWMA weight for the row's interval.
@@ -50,33 +50,64 @@ pub struct RatioCols<'a> {
 /// `p1` vs `p0` deflated by the series' overdispersion, accumulated into a one-sided CUSUM. The
 /// sums of the current run (since the CUSUM left zero) are kept for the exact test. Baselines and
 /// dispersion learn only while the series is quiet, so an incident is never absorbed.
-pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[f64], n: &[f64], s: RatioCols<'_>) {
+pub fn ratio(
+    cfg: &RatioConfig,
+    c: &Common<'_>,
+    x: &[f64],
+    n: &[f64],
+    s: RatioCols<'_>,
+    attn: &mut [u8],
+) {
+    ratio_rows(
+        cfg, c.ts, c.dt, c.alpha, c.warm, x, n, s.be, s.bn, s.phi, s.cus, s.rune, s.runn,
+        s.runstart, s.fe, s.fnn, s.firing, s.clear, s.p0, s.p1, attn,
+    );
+}
+
+// The row loops take every column as its own slice argument: references passed as function
+// arguments are known not to alias, while references read out of a struct are not, and without
+// that knowledge the compiler would not vectorise a loop over this many columns.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn ratio_rows(
+    cfg: &RatioConfig,
+    ts: f64,
+    dt: &[f64],
+    alpha: &[f64],
+    warm: &[f64],
+    x: &[f64],
+    n: &[f64],
+    be: &mut [f64],
+    bn: &mut [f64],
+    phi: &mut [f64],
+    cus: &mut [f64],
+    rune: &mut [f64],
+    runn: &mut [f64],
+    runstart: &mut [f64],
+    fe: &mut [f64],
+    fnn: &mut [f64],
+    firing: &[f64],
+    clear: &mut [f64],
+    p0s: &mut [f64],
+    p1s: &mut [f64],
+    attn: &mut [u8],
+) {
     let len = x.len();
-    let (n, ts, dt, alpha, warm) = (
-        &n[..len],
-        &c.ts[..len],
-        &c.dt[..len],
-        &c.alpha[..len],
-        &c.warm[..len],
-    );
+    let (n, dt, alpha, warm) = (&n[..len], &dt[..len], &alpha[..len], &warm[..len]);
     let (be, bn, phi, cus) = (
-        &mut s.be[..len],
-        &mut s.bn[..len],
-        &mut s.phi[..len],
-        &mut s.cus[..len],
+        &mut be[..len],
+        &mut bn[..len],
+        &mut phi[..len],
+        &mut cus[..len],
     );
-    let (rune, runn, runstart) = (
-        &mut s.rune[..len],
-        &mut s.runn[..len],
-        &mut s.runstart[..len],
-    );
+    let (rune, runn, runstart) = (&mut rune[..len], &mut runn[..len], &mut runstart[..len]);
     let (fe, fnn, firing, clear) = (
-        &mut s.fe[..len],
-        &mut s.fnn[..len],
-        &s.firing[..len],
-        &mut s.clear[..len],
+        &mut fe[..len],
+        &mut fnn[..len],
+        &firing[..len],
+        &mut clear[..len],
     );
-    let (p0s, p1s) = (&mut s.p0[..len], &mut s.p1[..len]);
+    let (p0s, p1s, attn) = (&mut p0s[..len], &mut p1s[..len], &mut attn[..len]);
     let prior_e = cfg.prior_ratio * cfg.prior_requests;
     let h = cfg.cusum_threshold;
     for i in 0..len {
@@ -120,7 +151,7 @@ pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[f64], n: &[f64], s: RatioCo
             0.0
         };
         runstart[i] = if starting {
-            ts[i] - dt[i] * 1000.0
+            ts - dt[i] * 1000.0
         } else {
             runstart[i]
         };
@@ -143,6 +174,7 @@ pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[f64], n: &[f64], s: RatioCo
         phi[i] += a * (r2.min(50.0) - phi[i]);
         p0s[i] = p0;
         p1s[i] = p1;
+        attn[i] |= u8::from((next > h) | (firing[i] > 0.0));
     }
 }
 
@@ -170,17 +202,45 @@ pub fn success(
     req: &[f64],
     err: &[f64],
     s: SuccessCols<'_>,
+    attn: &mut [u8],
+) {
+    success_rows(
+        cfg, c.ts, c.dt, c.alpha, req, err, s.sum, s.w, s.var, s.low, s.rate, s.lvl, s.firing,
+        s.clear, s.runstart, attn,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn success_rows(
+    cfg: &SuccessDropConfig,
+    ts: f64,
+    dt: &[f64],
+    alpha: &[f64],
+    req: &[f64],
+    err: &[f64],
+    sum: &mut [f64],
+    w: &mut [f64],
+    var: &mut [f64],
+    low: &mut [f64],
+    rate_o: &mut [f64],
+    lvl_o: &mut [f64],
+    firing: &[f64],
+    clear: &mut [f64],
+    runstart: &mut [f64],
+    attn: &mut [u8],
 ) {
     let len = req.len();
-    let (err, ts, dt, alpha) = (&err[..len], &c.ts[..len], &c.dt[..len], &c.alpha[..len]);
+    let (err, dt, alpha) = (&err[..len], &dt[..len], &alpha[..len]);
     let (sum, w, var, low) = (
-        &mut s.sum[..len],
-        &mut s.w[..len],
-        &mut s.var[..len],
-        &mut s.low[..len],
+        &mut sum[..len],
+        &mut w[..len],
+        &mut var[..len],
+        &mut low[..len],
     );
-    let (rate_o, lvl_o, firing) = (&mut s.rate[..len], &mut s.lvl[..len], &s.firing[..len]);
-    let (clear, runstart) = (&mut s.clear[..len], &mut s.runstart[..len]);
+    let (rate_o, lvl_o, firing) = (&mut rate_o[..len], &mut lvl_o[..len], &firing[..len]);
+    let (clear, runstart, attn) = (&mut clear[..len], &mut runstart[..len], &mut attn[..len]);
+    let confirm = f64::from(cfg.confirm_samples);
     for i in 0..len {
         let rate = (req[i] - err[i]).max(0.0) / dt[i];
         let has_level = w[i] > 0.0;
@@ -189,7 +249,7 @@ pub fn success(
         let sd = (var[i] + 1.0 / (lvl * dt[i]).max(1.0)).sqrt();
         let is_low = has_level && rel < -cfg.min_drop && rel < -cfg.min_z * sd;
         runstart[i] = if is_low && low[i] <= 0.0 {
-            ts[i] - dt[i] * 1000.0
+            ts - dt[i] * 1000.0
         } else {
             runstart[i]
         };
@@ -212,6 +272,7 @@ pub fn success(
         };
         rate_o[i] = rate;
         lvl_o[i] = lvl;
+        attn[i] |= u8::from((low[i] >= confirm) | (firing[i] > 0.0));
     }
 }
 
@@ -232,28 +293,51 @@ pub struct LatencyCols<'a> {
 /// CUSUM on the z-score of log p99 against an EWMA mean/variance of log p99. Samples with too few
 /// requests (p99 of a handful of calls is noise) or no p99 are skipped. The z-score of the
 /// latest sample is kept too, for the single-sample rule that catches sharp regressions at once.
-pub fn latency(cfg: &LatencyConfig, c: &Common<'_>, p99: &[f64], req: &[f64], s: LatencyCols<'_>) {
+pub fn latency(
+    cfg: &LatencyConfig,
+    c: &Common<'_>,
+    p99: &[f64],
+    req: &[f64],
+    s: LatencyCols<'_>,
+    attn: &mut [u8],
+) {
+    latency_rows(
+        cfg, c.ts, c.dt, c.alpha, c.warm, p99, req, s.m, s.v, s.n, s.cus, s.last, s.firing,
+        s.clear, s.runstart, s.z, attn,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn latency_rows(
+    cfg: &LatencyConfig,
+    ts: f64,
+    dt: &[f64],
+    alpha: &[f64],
+    warm: &[f64],
+    p99: &[f64],
+    req: &[f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    n: &mut [f64],
+    cus: &mut [f64],
+    last: &mut [f64],
+    firing: &[f64],
+    clear: &mut [f64],
+    runstart: &mut [f64],
+    zs: &mut [f64],
+    attn: &mut [u8],
+) {
     let len = p99.len();
-    let (req, ts, dt, alpha, warm) = (
-        &req[..len],
-        &c.ts[..len],
-        &c.dt[..len],
-        &c.alpha[..len],
-        &c.warm[..len],
-    );
-    let (m, v, n, cus) = (
-        &mut s.m[..len],
-        &mut s.v[..len],
-        &mut s.n[..len],
-        &mut s.cus[..len],
-    );
+    let (req, dt, alpha, warm) = (&req[..len], &dt[..len], &alpha[..len], &warm[..len]);
+    let (m, v, n, cus) = (&mut m[..len], &mut v[..len], &mut n[..len], &mut cus[..len]);
     let (last, firing, clear, runstart) = (
-        &mut s.last[..len],
-        &s.firing[..len],
-        &mut s.clear[..len],
-        &mut s.runstart[..len],
+        &mut last[..len],
+        &firing[..len],
+        &mut clear[..len],
+        &mut runstart[..len],
     );
-    let zs = &mut s.z[..len];
+    let (zs, attn) = (&mut zs[..len], &mut attn[..len]);
     let min_sd2 = cfg.min_log_sd * cfg.min_log_sd;
     let ln_clear = fast_ln(1.0 + 0.5 * (cfg.min_factor - 1.0));
     for i in 0..len {
@@ -275,7 +359,7 @@ pub fn latency(cfg: &LatencyConfig, c: &Common<'_>, p99: &[f64], req: &[f64], s:
             prev
         };
         runstart[i] = if prev <= 0.0 && next > 0.0 {
-            ts[i] - dt[i] * 1000.0
+            ts - dt[i] * 1000.0
         } else {
             runstart[i]
         };
@@ -307,6 +391,7 @@ pub fn latency(cfg: &LatencyConfig, c: &Common<'_>, p99: &[f64], req: &[f64], s:
         n[i] += if quiet { 1.0 } else { 0.0 };
         last[i] = if valid { p } else { last[i] };
         zs[i] = if valid && warm[i] > 0.0 { z } else { 0.0 };
+        attn[i] |= u8::from((next > cfg.cusum_h) | (zs[i] >= cfg.spike_z) | (firing[i] > 0.0));
     }
 }
 
@@ -336,29 +421,54 @@ pub fn pool(
     max: &[f64],
     pending: &[f64],
     s: PoolCols<'_>,
+    attn: &mut [u8],
+) {
+    pool_rows(
+        cfg, c.ts, c.dt, c.alpha, active, max, pending, s.lvl, s.tr, s.base, s.var, s.n, s.last,
+        s.warn, s.sat, s.firing, s.clear, s.runstart, attn,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn pool_rows(
+    cfg: &DbPoolConfig,
+    ts: f64,
+    dt: &[f64],
+    alpha: &[f64],
+    active: &[f64],
+    max: &[f64],
+    pending: &[f64],
+    lvl: &mut [f64],
+    tr: &mut [f64],
+    base: &mut [f64],
+    var: &mut [f64],
+    n: &mut [f64],
+    last: &mut [f64],
+    warn: &mut [f64],
+    sat: &mut [f64],
+    firing: &[f64],
+    clear: &mut [f64],
+    runstart: &mut [f64],
+    attn: &mut [u8],
 ) {
     let len = active.len();
-    let (max, pending, ts, dt, alpha) = (
-        &max[..len],
-        &pending[..len],
-        &c.ts[..len],
-        &c.dt[..len],
-        &c.alpha[..len],
-    );
+    let (max, pending, dt, alpha) = (&max[..len], &pending[..len], &dt[..len], &alpha[..len]);
     let (lvl, tr, base, var, n) = (
-        &mut s.lvl[..len],
-        &mut s.tr[..len],
-        &mut s.base[..len],
-        &mut s.var[..len],
-        &mut s.n[..len],
+        &mut lvl[..len],
+        &mut tr[..len],
+        &mut base[..len],
+        &mut var[..len],
+        &mut n[..len],
     );
     let (last, warn, sat, firing) = (
-        &mut s.last[..len],
-        &mut s.warn[..len],
-        &mut s.sat[..len],
-        &s.firing[..len],
+        &mut last[..len],
+        &mut warn[..len],
+        &mut sat[..len],
+        &firing[..len],
     );
-    let (clear, runstart) = (&mut s.clear[..len], &mut s.runstart[..len]);
+    let (clear, runstart, attn) = (&mut clear[..len], &mut runstart[..len], &mut attn[..len]);
+    let confirm = f64::from(cfg.confirm_samples);
     let min_var = cfg.min_sd * cfg.min_sd;
     for i in 0..len {
         let u = active[i] / max[i];
@@ -388,7 +498,7 @@ pub fn pool(
         let sat_now = valid && u >= cfg.saturated_utilisation && pending[i] >= cfg.min_pending;
         let streak_start = (warn_now || sat_now) && warn[i] <= 0.0 && sat[i] <= 0.0;
         runstart[i] = if streak_start {
-            ts[i] - dt[i] * 1000.0
+            ts - dt[i] * 1000.0
         } else {
             runstart[i]
         };
@@ -415,5 +525,6 @@ pub fn pool(
         var[i] += a * (dev * dev - var[i]);
         n[i] += if valid { 1.0 } else { 0.0 };
         last[i] = if valid { u } else { last[i] };
+        attn[i] |= u8::from((warn[i] >= confirm) | (sat[i] >= confirm) | (firing[i] > 0.0));
     }
 }
