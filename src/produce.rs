@@ -345,8 +345,11 @@ pub fn produce(
             }
         }
         run.flush_arrow(None)?;
-        for c in pending_changes {
-            run.send_change(c, shift)?;
+        // The trace's remaining changes, unless interrupted (they lie in the future).
+        if !stop.load(Ordering::Relaxed) {
+            for c in pending_changes {
+                run.send_change(c, shift)?;
+            }
         }
         if !opts.repeat || stop.load(Ordering::Relaxed) || hi < lo {
             break;
@@ -526,7 +529,18 @@ pub fn main(args: ProduceArgs) -> anyhow::Result<()> {
         stop_on_signal(stop.clone());
     }
     let started = Instant::now();
-    let mut summary = produce(&opts, &mut sink, &stop, &mut std::thread::sleep)?;
+    // Pacing sleeps in short slices, so Ctrl-C ends a slow replay at once.
+    let mut sleep = |d: Duration| {
+        let until = Instant::now() + d;
+        while !stop.load(Ordering::Relaxed) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    };
+    let mut summary = produce(&opts, &mut sink, &stop, &mut sleep)?;
     sink.finish(Duration::from_secs(60))
         .context("waiting for the broker to take every message")?;
     // Until the broker confirmed the last message.

@@ -7,8 +7,9 @@
 //! [`KafkaSource`] is a consumer-group member for the metrics topics (each with its
 //! [`Format`]) and the change-events topic, meant to be driven from one blocking thread:
 //!
-//! 1. [`KafkaSource::poll`] gathers up to `max_messages` messages or whatever arrives within
-//!    `max_wait` into a [`Delivery`]: owned copies of the messages plus an [`AckToken`].
+//! 1. [`KafkaSource::poll`] waits up to `max_wait` for a message and gathers it with whatever
+//!    else is already fetched (up to `max_messages`) into a [`Delivery`]: owned copies of the
+//!    messages plus an [`AckToken`].
 //! 2. The caller decodes them ([`crate::format::MessageDecoder`]), sends each rejected message to
 //!    [`KafkaSource::dead_letter`], and runs the batches through the detector.
 //! 3. Only then it calls [`KafkaSource::ack`], which stores the next offset (offset + 1) of every
@@ -511,6 +512,9 @@ impl KafkaSource {
         defaults.insert("statistics.interval.ms".to_owned(), "1000".to_owned());
         defaults.insert("fetch.wait.max.ms".to_owned(), "50".to_owned());
         defaults.insert("enable.partition.eof".to_owned(), "false".to_owned());
+        // When the local queue is full (the detector is behind), librdkafka postpones fetching
+        // by this much; its default of 1 s stalls a consumer that is only briefly behind.
+        defaults.insert("fetch.queue.backoff.ms".to_owned(), "50".to_owned());
         defaults.extend(settings.librdkafka.clone());
         let mut cfg = base_config(&settings.brokers, &defaults);
         cfg.set("group.id", &settings.group_id);
@@ -540,6 +544,9 @@ impl KafkaSource {
                     "auto.offset.reset",
                     "enable.auto.commit",
                     "fetch.wait.max.ms",
+                    "fetch.queue.backoff.ms",
+                    "queued.min.messages",
+                    "queued.max.messages.kbytes",
                     "enable.partition.eof",
                     "session.timeout.ms",
                     "max.poll.interval.ms",
@@ -579,8 +586,10 @@ impl KafkaSource {
         self.formats.get(topic)
     }
 
-    /// Waits up to `max_wait` for messages and returns what arrived, at most `max_messages`
-    /// (at least 1); `None` if nothing did. Returns as soon as `max_messages` are in.
+    /// Waits up to `max_wait` for a message, then takes whatever else librdkafka has already
+    /// fetched, without waiting, up to `max_messages` (at least 1) in all; `None` if nothing
+    /// arrived. A delivery is never held back to fill up: under load deliveries are full, when
+    /// idle each message goes on at once.
     pub fn poll(&mut self, max_messages: usize, max_wait: Duration) -> Option<Delivery> {
         // Tokens held back for dead letters may be storable now.
         self.store_ready();
@@ -588,8 +597,12 @@ impl KafkaSource {
         let mut d = Delivery::default();
         let max_messages = max_messages.max(1);
         while d.len() < max_messages {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let Some(res) = self.consumer.poll(remaining) else {
+            let wait = if d.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            let Some(res) = self.consumer.poll(wait) else {
                 break;
             };
             match res {
