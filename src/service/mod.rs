@@ -97,11 +97,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // --once) leaves the API up with readiness off.
     let pipeline_done = {
         let shutdown_tx = shutdown_tx.clone();
+        let stop = stop.clone();
         tokio::task::spawn_blocking(move || {
             let r = handle
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the pipeline thread panicked")));
             match &r {
+                // Stopped because we are shutting down: nothing to say.
+                Ok(()) if stop.load(Ordering::Relaxed) => {}
                 Ok(()) => eprintln!("spikewatch: source finished; still serving the API"),
                 Err(e) => {
                     eprintln!("spikewatch: pipeline stopped: {e:#}");
