@@ -84,7 +84,7 @@ impl Severity {
 
 /// One alert transition. Times are event time (the sample clock), epoch milliseconds,
 /// serialised as RFC 3339 UTC.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
     /// Stable id: the same (series, kind, onset) always gives the same id.
     pub id: String,

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
@@ -26,7 +28,7 @@ pub enum DetectorError {
 }
 
 /// Counters of what the detector did with the samples it was given.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DetectorStats {
     /// Samples handed to the detector.
     pub samples: u64,
@@ -46,7 +48,7 @@ pub struct DetectorStats {
 }
 
 /// One sample as buffered while its tick is open.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Rows {
     sid: Vec<u32>,
     dt: Vec<f64>,
@@ -103,7 +105,7 @@ impl Rows {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tick {
     ts: i64,
     rows: Rows,
@@ -111,7 +113,7 @@ struct Tick {
     hits: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Active {
     id: String,
     onset: i64,
@@ -145,7 +147,7 @@ pub struct SeriesView {
 
 /// Cumulative counts over the samples a series has had evaluated (duplicates and samples
 /// dropped as too late are not counted), for counters downstream.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeriesTotals {
     pub requests: u64,
     pub errors: u64,
@@ -196,6 +198,51 @@ pub struct Detector {
 
 const NONE_TS: i64 = i64::MIN;
 
+/// Everything a [`Detector`] remembers (baselines, open ticks, firing alerts, counters), for
+/// checkpoints: [`Detector::snapshot`] and [`Detector::from_snapshot`]. Serialize it with a
+/// binary serde format: the state uses NaN for "not reported", which JSON cannot carry. The
+/// configuration is not part of it; a snapshot restored under another configuration keeps its
+/// state and judges by the new thresholds from then on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DetectorSnapshot {
+    keys: Vec<SeriesKey>,
+    service_of: Vec<u32>,
+    services: Vec<(String, u32)>,
+    st: SeriesState,
+    newest_buffered: Vec<i64>,
+    expected: Vec<bool>,
+    expected_count: usize,
+    pending: Vec<Tick>,
+    max_ts: i64,
+    closed_ts: i64,
+    conserved: Vec<bool>,
+    svc_rate: Vec<f64>,
+    svc_lvl: Vec<f64>,
+    svc_base: Vec<f64>,
+    active: Vec<((SeriesId, AlertKind), Active)>,
+    stats: DetectorStats,
+    totals: Vec<SeriesTotals>,
+    pool_pending: Vec<f64>,
+    prev_sids: Vec<u32>,
+}
+
+impl DetectorSnapshot {
+    #[cfg(test)]
+    pub(crate) fn newest_buffered_truncate_for_test(&mut self) {
+        self.newest_buffered.pop();
+    }
+
+    /// Series in the snapshot.
+    pub fn series_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Alerts firing in the snapshot.
+    pub fn firing_count(&self) -> usize {
+        self.active.len()
+    }
+}
+
 impl Detector {
     pub fn new(cfg: DetectorConfig) -> Result<Self, ConfigError> {
         let p = cfg.check()?;
@@ -232,6 +279,86 @@ impl Detector {
 
     pub fn config(&self) -> &DetectorConfig {
         &self.p.cfg
+    }
+
+    /// The detector's state, for a checkpoint (see [`DetectorSnapshot`]).
+    pub fn snapshot(&self) -> DetectorSnapshot {
+        let mut services: Vec<(String, u32)> =
+            self.services.iter().map(|(k, &v)| (k.clone(), v)).collect();
+        services.sort_by_key(|&(_, v)| v);
+        let mut active: Vec<((SeriesId, AlertKind), Active)> =
+            self.active.iter().map(|(k, v)| (*k, v.clone())).collect();
+        active.sort_by_key(|a| a.0);
+        DetectorSnapshot {
+            keys: self.keys.clone(),
+            service_of: self.service_of.clone(),
+            services,
+            st: self.st.clone(),
+            newest_buffered: self.newest_buffered.clone(),
+            expected: self.expected.clone(),
+            expected_count: self.expected_count,
+            pending: self.pending.iter().cloned().collect(),
+            max_ts: self.max_ts,
+            closed_ts: self.closed_ts,
+            conserved: self.conserved.clone(),
+            svc_rate: self.svc_rate.clone(),
+            svc_lvl: self.svc_lvl.clone(),
+            svc_base: self.svc_base.clone(),
+            active,
+            stats: self.stats,
+            totals: self.totals.clone(),
+            pool_pending: self.pool_pending.clone(),
+            prev_sids: self.prev_sids.clone(),
+        }
+    }
+
+    /// A detector that carries on from `snap` as if it had never stopped, judging by `cfg`.
+    /// Refuses a snapshot whose per-series columns disagree in length (a damaged checkpoint).
+    pub fn from_snapshot(cfg: DetectorConfig, snap: DetectorSnapshot) -> Result<Self, ConfigError> {
+        let mut d = Self::new(cfg)?;
+        let n = snap.keys.len();
+        let consistent = snap.st.len() == n
+            && snap.service_of.len() == n
+            && snap.newest_buffered.len() == n
+            && snap.expected.len() == n
+            && snap.totals.len() == n
+            && snap.pool_pending.len() == n
+            && snap
+                .service_of
+                .iter()
+                .all(|&s| (s as usize) < snap.services.len())
+            && snap.active.iter().all(|((s, _), _)| (*s as usize) < n)
+            && snap
+                .pending
+                .iter()
+                .all(|t| t.rows.sid.iter().all(|&s| (s as usize) < n));
+        if !consistent {
+            return Err(ConfigError {
+                field: "snapshot".into(),
+                value: format!("{n} series"),
+                reason: "per-series columns of different lengths: a damaged checkpoint",
+            });
+        }
+        d.keys = snap.keys;
+        d.service_of = snap.service_of;
+        d.services = snap.services.into_iter().collect();
+        d.st = snap.st;
+        d.newest_buffered = snap.newest_buffered;
+        d.expected = snap.expected;
+        d.expected_count = snap.expected_count;
+        d.pending = snap.pending.into();
+        d.max_ts = snap.max_ts;
+        d.closed_ts = snap.closed_ts;
+        d.conserved = snap.conserved;
+        d.svc_rate = snap.svc_rate;
+        d.svc_lvl = snap.svc_lvl;
+        d.svc_base = snap.svc_base;
+        d.active = snap.active.into_iter().collect();
+        d.stats = snap.stats;
+        d.totals = snap.totals;
+        d.pool_pending = snap.pool_pending;
+        d.prev_sids = snap.prev_sids;
+        Ok(d)
     }
 
     pub fn stats(&self) -> DetectorStats {

@@ -314,7 +314,7 @@ impl ChangeKind {
 }
 
 /// A deploy, config push, maintenance or traffic move, as the tracker judges it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub id: String,
     pub kind: ChangeKind,
@@ -336,7 +336,7 @@ impl Change {
 }
 
 /// A change that may have triggered an incident, with why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     pub change_id: String,
     pub kind: ChangeKind,
@@ -367,7 +367,7 @@ impl IncidentState {
 }
 
 /// One fleet incident (see the module docs for its JSON shape).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: String,
     pub state: IncidentState,
@@ -544,7 +544,7 @@ fn duration(ms: i64) -> String {
 }
 
 /// One firing alert of an incident, as grouping needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Member {
     cluster: String,
     service: String,
@@ -552,7 +552,7 @@ struct Member {
 }
 
 /// An incident and the bookkeeping behind it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tracked {
     /// Creation order, the key in `IncidentTracker::incidents`.
     seq: u64,
@@ -605,7 +605,120 @@ pub struct IncidentTracker {
     evicted_updates: Vec<Incident>,
 }
 
+/// Everything an [`IncidentTracker`] remembers (traffic buckets, changes, incidents and their
+/// alerts), for checkpoints: [`IncidentTracker::snapshot`] and
+/// [`IncidentTracker::from_snapshot`]. Serialize it with a binary serde format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncidentSnapshot {
+    /// The traffic buckets' geometry the ring was laid out with.
+    bucket_ms: i64,
+    ring_len: usize,
+    keys: Vec<SeriesKey>,
+    fleet_clusters: BTreeSet<String>,
+    head: Vec<i64>,
+    ring: Vec<f32>,
+    fleet: BTreeMap<i64, (f64, f64)>,
+    settled_before: i64,
+    max_ts: i64,
+    changes: Vec<Change>,
+    incidents: Vec<Tracked>,
+    open: Vec<u64>,
+    resolved: Vec<u64>,
+    alert_incident: Vec<(String, u64)>,
+    next_seq: u64,
+    dirty: Vec<u64>,
+    evicted_updates: Vec<Incident>,
+}
+
+impl IncidentSnapshot {
+    /// Incidents in the snapshot.
+    pub fn incident_count(&self) -> usize {
+        self.incidents.len()
+    }
+}
+
 impl IncidentTracker {
+    /// The tracker's state, for a checkpoint (see [`IncidentSnapshot`]).
+    pub fn snapshot(&self) -> IncidentSnapshot {
+        let mut alert_incident: Vec<(String, u64)> = self
+            .alert_incident
+            .iter()
+            .map(|(k, &v)| (k.clone(), v))
+            .collect();
+        alert_incident.sort();
+        IncidentSnapshot {
+            bucket_ms: self.p.bucket_ms,
+            ring_len: self.p.ring_len,
+            keys: self.keys.clone(),
+            fleet_clusters: self.fleet_clusters.clone(),
+            head: self.head.clone(),
+            ring: self.ring.clone(),
+            fleet: self.fleet.clone(),
+            settled_before: self.settled_before,
+            max_ts: self.max_ts,
+            changes: self.changes.clone(),
+            incidents: self.incidents.values().cloned().collect(),
+            open: self.open.clone(),
+            resolved: self.resolved.iter().copied().collect(),
+            alert_incident,
+            next_seq: self.next_seq,
+            dirty: self.dirty.clone(),
+            evicted_updates: self.evicted_updates.clone(),
+        }
+    }
+
+    /// A tracker that carries on from `snap`. Refuses a snapshot taken with other traffic
+    /// bucket settings (`bucket_s`, the volume window) or with inconsistent columns.
+    pub fn from_snapshot(cfg: IncidentConfig, snap: IncidentSnapshot) -> Result<Self, ConfigError> {
+        let mut t = Self::new(cfg)?;
+        if snap.bucket_ms != t.p.bucket_ms || snap.ring_len != t.p.ring_len {
+            return Err(ConfigError {
+                field: "snapshot".into(),
+                value: format!("{} ms buckets x {}", snap.bucket_ms, snap.ring_len),
+                reason: "taken with other incident bucket settings (bucket_s, volume window)",
+            });
+        }
+        let n = snap.keys.len();
+        if snap.head.len() != n || snap.ring.len() != n * snap.ring_len {
+            return Err(ConfigError {
+                field: "snapshot".into(),
+                value: format!("{n} series"),
+                reason: "per-series columns of different lengths: a damaged checkpoint",
+            });
+        }
+        t.ids.clear();
+        for (i, k) in snap.keys.iter().enumerate() {
+            let Ok(id) = SeriesId::try_from(i) else {
+                break;
+            };
+            t.ids
+                .entry(k.cluster.clone())
+                .or_default()
+                .insert(k.service.clone(), id);
+        }
+        t.keys = snap.keys;
+        t.fleet_clusters = snap.fleet_clusters;
+        t.head = snap.head;
+        t.ring = snap.ring;
+        t.fleet = snap.fleet;
+        t.settled_before = snap.settled_before;
+        t.max_ts = snap.max_ts;
+        t.changes = snap.changes;
+        t.by_id = snap
+            .incidents
+            .iter()
+            .map(|tr| (tr.inc.id.clone(), tr.seq))
+            .collect();
+        t.incidents = snap.incidents.into_iter().map(|tr| (tr.seq, tr)).collect();
+        t.open = snap.open;
+        t.resolved = snap.resolved.into();
+        t.alert_incident = snap.alert_incident.into_iter().collect();
+        t.next_seq = snap.next_seq;
+        t.dirty = snap.dirty;
+        t.evicted_updates = snap.evicted_updates;
+        Ok(t)
+    }
+
     pub fn new(cfg: IncidentConfig) -> Result<Self, ConfigError> {
         let p = cfg.check()?;
         Ok(Self {

@@ -21,8 +21,10 @@ pub mod time;
 
 pub use alert::{AlertEvent, AlertKind, AlertState, Severity};
 pub use config::{ConfigError, DetectorConfig};
-pub use engine::{Detector, DetectorError, DetectorStats, SeriesTotals, SeriesView};
-pub use incident::{Incident, IncidentConfig, IncidentTracker};
+pub use engine::{
+    Detector, DetectorError, DetectorSnapshot, DetectorStats, SeriesTotals, SeriesView,
+};
+pub use incident::{Incident, IncidentConfig, IncidentSnapshot, IncidentTracker};
 pub use series::{SeriesId, SeriesInterner, SeriesKey};
 #[cfg(test)]
 mod tests;

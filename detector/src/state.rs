@@ -5,7 +5,7 @@
 macro_rules! soa {
     ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Default, Clone)]
+        #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: Vec<f64>,)*
         }

@@ -726,3 +726,88 @@ fn alert_json_has_the_contract_fields() {
     assert!(v["onset"].as_str().unwrap().ends_with('Z'));
     assert_eq!(v["state"], "firing");
 }
+
+/// Detector and incident tracker run together over `rows` in chunks of 97 rows; at every chunk
+/// boundary in `split_at_rows`, both are snapshotted, encoded, decoded and replaced by their
+/// restored copies.
+fn run_with_restarts(
+    keys: &[SeriesKey],
+    rows: &[S],
+    split_at_rows: &[usize],
+) -> (Vec<AlertEvent>, Vec<crate::Incident>) {
+    use crate::{DetectorSnapshot, IncidentConfig, IncidentSnapshot, IncidentTracker};
+    let mut d = Detector::new(DetectorConfig::default()).unwrap();
+    let mut t = IncidentTracker::new(IncidentConfig::default()).unwrap();
+    let mut out = Vec::new();
+    let mut done = 0;
+    for c in rows.chunks(97) {
+        if split_at_rows
+            .iter()
+            .any(|&s| s > done && s <= done + c.len())
+        {
+            let bytes = bincode::serialize(&(d.snapshot(), t.snapshot())).unwrap();
+            let (ds, ts): (DetectorSnapshot, IncidentSnapshot) =
+                bincode::deserialize(&bytes).unwrap();
+            d = Detector::from_snapshot(DetectorConfig::default(), ds).unwrap();
+            t = IncidentTracker::from_snapshot(IncidentConfig::default(), ts).unwrap();
+        }
+        let b = batch(c);
+        t.observe_batch(&b, keys).unwrap();
+        let start = out.len();
+        d.push_batch(&b, keys, &mut out).unwrap();
+        t.on_alerts(&mut out[start..]);
+        done += c.len();
+    }
+    let start = out.len();
+    d.finish(&mut out);
+    t.on_alerts(&mut out[start..]);
+    t.finish();
+    let incidents = t.incidents().cloned().collect();
+    (out, incidents)
+}
+
+#[test]
+fn restoring_a_snapshot_carries_on_as_if_nothing_stopped() {
+    let keys = keys(6, 2);
+    let rows = incident_rows();
+    let (want, want_incidents) = run_with_restarts(&keys, &rows, &[]);
+    assert!(firing(&want).len() >= 3, "{want:#?}");
+    assert!(!want_incidents.is_empty());
+    // Rows are emitted tick by tick, 6 series per tick: split in the warm-up, just before the
+    // onset, while alerts are firing, and at several points at once.
+    let per_tick = 6;
+    let onset_row = usize::try_from(ONSET).unwrap() * per_tick;
+    let cases: [(&str, Vec<usize>); 4] = [
+        ("warm-up", vec![per_tick * 20]),
+        ("before onset", vec![onset_row - per_tick]),
+        ("while firing", vec![onset_row + per_tick * 10]),
+        (
+            "repeatedly",
+            vec![
+                per_tick * 50,
+                onset_row + 3,
+                onset_row + per_tick * 30,
+                rows.len() - 5,
+            ],
+        ),
+    ];
+    for (name, splits) in cases {
+        let (got, got_incidents) = run_with_restarts(&keys, &rows, &splits);
+        assert_eq!(got, want, "{name}");
+        assert_eq!(got_incidents, want_incidents, "{name}");
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_is_refused() {
+    let keys = keys(6, 2);
+    let rows = incident_rows();
+    let mut d = Detector::new(DetectorConfig::default()).unwrap();
+    let mut out = Vec::new();
+    d.push_batch(&batch(&rows[..400]), &keys, &mut out).unwrap();
+    assert!(Detector::from_snapshot(DetectorConfig::default(), d.snapshot()).is_ok());
+    let mut snap = d.snapshot();
+    assert_eq!(snap.series_count(), 6);
+    snap.newest_buffered_truncate_for_test();
+    assert!(Detector::from_snapshot(DetectorConfig::default(), snap).is_err());
+}
