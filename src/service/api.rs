@@ -36,9 +36,14 @@ pub struct AppState {
 /// Every error the API returns: a status and a JSON body, never a stack trace.
 #[derive(Debug)]
 pub enum AppError {
-    BadParameter { parameter: String, message: String },
+    BadParameter {
+        parameter: String,
+        message: String,
+    },
     NotFound(String),
     Unauthorized,
+    /// Something on our side failed; the message is for logs and the client, no stack trace.
+    Internal(String),
 }
 
 impl AppError {
@@ -64,6 +69,10 @@ impl IntoResponse for AppError {
             AppError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "unauthorized", "message": "a valid bearer token is required"}),
+            ),
+            AppError::Internal(what) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "internal", "message": what}),
             ),
         };
         let mut resp = (status, Json(body)).into_response();
@@ -230,7 +239,7 @@ fn parse_alert_cursor(v: &str) -> Result<(i64, u64), AppError> {
         .ok_or_else(|| AppError::bad("cursor", format!("`{v}` is not a cursor this API gave out")))
 }
 
-async fn list_alerts(State(st): State<AppState>, q: Params) -> Result<Json<Value>, AppError> {
+async fn list_alerts(State(st): State<AppState>, q: Params) -> Result<Response, AppError> {
     let q = QueryArgs::parse(
         q,
         &[
@@ -282,16 +291,40 @@ async fn list_alerts(State(st): State<AppState>, q: Params) -> Result<Json<Value
         .map(|a| (a.event.detected_at, a.seq, &a.event))
         .filter(|(d, s, _)| cursor.is_none_or(|c| (*d, *s) < c))
         .collect();
-    hits.sort_by_key(|h| std::cmp::Reverse((h.0, h.1)));
+    // Newest first. Only the page is sorted: a linear selection finds it among all hits.
+    let newest_first = |h: &(i64, u64, &AlertEvent)| std::cmp::Reverse((h.0, h.1));
     let more = hits.len() > limit;
-    hits.truncate(limit);
+    if more {
+        hits.select_nth_unstable_by_key(limit, newest_first);
+        hits.truncate(limit);
+    }
+    hits.sort_unstable_by_key(newest_first);
     let next = if more {
         hits.last().map(|(d, s, _)| alert_cursor(*d, *s))
     } else {
         None
     };
-    let alerts: Vec<&AlertEvent> = hits.into_iter().map(|(_, _, e)| e).collect();
-    Ok(Json(json!({"alerts": alerts, "next_cursor": next})))
+    // Serialized straight from the stored alerts, while the hub is read-locked.
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        alerts: Vec<&'a AlertEvent>,
+        next_cursor: Option<String>,
+    }
+    let page = Page {
+        alerts: hits.into_iter().map(|(_, _, e)| e).collect(),
+        next_cursor: next,
+    };
+    let body = serde_json::to_vec(&page)
+        .map_err(|e| AppError::Internal(format!("encoding alerts: {e}")))?;
+    drop(hub);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 async fn get_alert(
