@@ -33,7 +33,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 spikewatch \
-    && useradd --system --uid 10001 --gid spikewatch --no-create-home --shell /usr/sbin/nologin spikewatch
+    && useradd --system --uid 10001 --gid spikewatch --no-create-home --shell /usr/sbin/nologin spikewatch \
+    && install -d -o 10001 -g 10001 /var/lib/spikewatch
 
 COPY --from=builder /out/spikewatch /usr/local/bin/spikewatch
 COPY testdata/incidents /opt/spikewatch/testdata/incidents

@@ -11,11 +11,13 @@ use std::path::Path;
 use anyhow::Context;
 use detector::incident::Change;
 use detector::{
-    AlertEvent, Detector, DetectorConfig, DetectorStats, Incident, IncidentConfig, IncidentTracker,
+    AlertEvent, Detector, DetectorConfig, DetectorSnapshot, DetectorStats, Incident,
+    IncidentConfig, IncidentSnapshot, IncidentTracker, SeriesInterner, SeriesKey,
 };
 use ingest::format::{Format, MessageDecoder, MessageDecoderOptions};
 use ingest::json::{DecoderOptions, RejectReason, Rejection};
 use ingest::trace::ChangeEvent;
+use serde::{Deserialize, Serialize};
 
 /// Counts of rejected messages by reason.
 #[derive(Debug, Default, Clone)]
@@ -39,6 +41,23 @@ impl Rejections {
     pub fn total(&self) -> u64 {
         self.by_reason.iter().map(|(_, n)| n).sum()
     }
+}
+
+/// Everything a [`Pipeline`] needs to carry on after a restart: the detector's and the incident
+/// tracker's state, the decoder's series ids (keys in id order, so the restored decoder hands
+/// out the same ids the detector state is indexed by) and the counters. The prometheus-adapter
+/// counter state is not part of it: after a restart the first value of every counter is only a
+/// new base, and its delta comes with the next one.
+///
+/// Serialize it with a binary serde format (`bincode`): the detector state holds NaN.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineCheckpoint {
+    pub detector: DetectorSnapshot,
+    pub incidents: IncidentSnapshot,
+    pub series: Vec<SeriesKey>,
+    pub messages: u64,
+    /// Rejected messages by reason label ([`RejectReason::as_str`]).
+    pub rejections: Vec<(String, u64)>,
 }
 
 /// Decoder, detector and incident tracker wired together.
@@ -70,13 +89,7 @@ impl Pipeline {
     ) -> anyhow::Result<Self> {
         let detector = Detector::new(cfg).context("detector configuration")?;
         let incidents = IncidentTracker::new(incidents).context("incident configuration")?;
-        let decoder = MessageDecoder::new(MessageDecoderOptions {
-            decoder: DecoderOptions {
-                batch_size: batch_size.max(1),
-                ..DecoderOptions::default()
-            },
-            ..MessageDecoderOptions::default()
-        });
+        let decoder = MessageDecoder::new(decoder_options(batch_size));
         Ok(Self {
             decoder,
             detector,
@@ -84,6 +97,76 @@ impl Pipeline {
             rejections: Rejections::default(),
             last_rejection: None,
             messages: 0,
+        })
+    }
+
+    /// The pipeline's state, for a checkpoint (see [`PipelineCheckpoint`]). Call it between
+    /// deliveries, after [`flush`](Self::flush): rows still buffered in the decoder are not in it.
+    pub fn checkpoint(&self) -> PipelineCheckpoint {
+        PipelineCheckpoint {
+            detector: self.detector.snapshot(),
+            incidents: self.incidents.snapshot(),
+            series: self.decoder.interner().keys().to_vec(),
+            messages: self.messages,
+            rejections: self
+                .rejections
+                .by_reason
+                .iter()
+                .map(|(r, n)| (r.as_str().to_owned(), *n))
+                .collect(),
+        }
+    }
+
+    /// A pipeline that carries on from `cp` (the incident settings are the defaults of
+    /// [`new`](Self::new)). Refuses a checkpoint whose parts disagree.
+    pub fn from_checkpoint(
+        cfg: DetectorConfig,
+        cp: PipelineCheckpoint,
+        batch_size: usize,
+    ) -> anyhow::Result<Self> {
+        let incident_cfg = IncidentConfig {
+            settle_s: cfg.allowed_lateness_s,
+            ..IncidentConfig::default()
+        };
+        if cp.series.len() != cp.detector.series_count() {
+            anyhow::bail!(
+                "checkpoint holds {} series keys but detector state for {}",
+                cp.series.len(),
+                cp.detector.series_count()
+            );
+        }
+        let mut interner = SeriesInterner::new();
+        for (i, k) in cp.series.iter().enumerate() {
+            let id = interner.intern(&k.cluster, &k.service, k.region.as_deref());
+            if id.map(|id| id as usize) != Some(i) {
+                anyhow::bail!(
+                    "checkpoint series {i} ({}/{}) is listed twice",
+                    k.cluster,
+                    k.service
+                );
+            }
+        }
+        let detector = Detector::from_snapshot(cfg, cp.detector)
+            .context("restoring the detector from the checkpoint")?;
+        let incidents = IncidentTracker::from_snapshot(incident_cfg, cp.incidents)
+            .context("restoring the incident tracker from the checkpoint")?;
+        let decoder = MessageDecoder::with_interner(decoder_options(batch_size), interner);
+        let mut rejections = Rejections::default();
+        for (label, n) in cp.rejections {
+            let reason = RejectReason::ALL
+                .iter()
+                .copied()
+                .find(|r| r.as_str() == label)
+                .with_context(|| format!("checkpoint has an unknown reject reason {label:?}"))?;
+            rejections.by_reason.push((reason, n));
+        }
+        Ok(Self {
+            decoder,
+            detector,
+            incidents,
+            rejections,
+            last_rejection: None,
+            messages: cp.messages,
         })
     }
 
@@ -178,6 +261,16 @@ impl Pipeline {
     }
 }
 
+fn decoder_options(batch_size: usize) -> MessageDecoderOptions {
+    MessageDecoderOptions {
+        decoder: DecoderOptions {
+            batch_size: batch_size.max(1),
+            ..DecoderOptions::default()
+        },
+        ..MessageDecoderOptions::default()
+    }
+}
+
 fn wall_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -268,4 +361,116 @@ pub fn replay_with_incidents(
         rejections: pipeline.rejections.clone(),
         messages: pipeline.messages(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/incidents");
+
+    /// Alerts and incidents (as JSON, so NaN-free comparisons and every field counts) of a
+    /// trace fed to a pipeline that, after `split` lines (if any), is checkpointed to bincode
+    /// bytes, dropped, and restored from them.
+    fn run(trace: &str, split: Option<usize>) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let path = Path::new(TRACES).join(trace);
+        let mut p = Pipeline::new(DetectorConfig::default(), 500).unwrap();
+        p.push_changes(&ingest::trace::read_changes(&path).unwrap());
+        let mut out = Vec::new();
+        let mut updates = Vec::new();
+        for (i, line) in ingest::trace::SampleLines::open(&path).unwrap().enumerate() {
+            if Some(i) == split {
+                p.flush(&mut out).unwrap();
+                updates.extend(p.take_incident_updates());
+                let bytes = bincode::serialize(&p.checkpoint()).unwrap();
+                drop(p);
+                let cp: PipelineCheckpoint = bincode::deserialize(&bytes).unwrap();
+                p = Pipeline::from_checkpoint(DetectorConfig::default(), cp, 500).unwrap();
+            }
+            p.push_message(&line.unwrap(), &mut out).unwrap();
+            updates.extend(p.take_incident_updates());
+        }
+        p.finish(&mut out).unwrap();
+        updates.extend(p.take_incident_updates());
+        // Each incident's final record, in the order they opened.
+        let mut incidents: Vec<(String, serde_json::Value)> = Vec::new();
+        for inc in &updates {
+            let v = serde_json::to_value(inc).unwrap();
+            match incidents.iter_mut().find(|(id, _)| *id == inc.id) {
+                Some(slot) => slot.1 = v,
+                None => incidents.push((inc.id.clone(), v)),
+            }
+        }
+        (
+            out.iter()
+                .map(|e| serde_json::to_value(e).unwrap())
+                .collect(),
+            incidents.into_iter().map(|(_, v)| v).collect(),
+        )
+    }
+
+    #[test]
+    fn a_pipeline_restored_from_a_checkpoint_carries_on_as_if_it_never_stopped() {
+        let cases = [
+            (
+                "routing config removed",
+                "2026-02-12-routing-config-removed",
+            ),
+            (
+                "db replica maintenance",
+                "2026-02-04-db-replica-maintenance",
+            ),
+            (
+                "telemetry control plane",
+                "2024-12-11-telemetry-control-plane",
+            ),
+        ];
+        for (name, trace) in cases {
+            let lines = ingest::trace::SampleLines::open(Path::new(TRACES).join(trace))
+                .unwrap()
+                .count();
+            let (alerts, incidents) = run(trace, None);
+            assert!(!alerts.is_empty(), "{name}: the trace has alerts");
+            assert!(!incidents.is_empty(), "{name}: the trace has incidents");
+            // The middle (mid-incident for these traces) and a point shortly before the end.
+            for split in [lines / 2, lines - lines / 20] {
+                let (a, i) = run(trace, Some(split));
+                assert_eq!(
+                    a, alerts,
+                    "{name}: alerts differ when split at line {split}"
+                );
+                assert_eq!(
+                    i, incidents,
+                    "{name}: incidents differ when split at line {split}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_whose_series_disagree_with_the_detector_is_refused() {
+        let mut p = Pipeline::new(DetectorConfig::default(), 100).unwrap();
+        let mut out = Vec::new();
+        let path = Path::new(TRACES).join("2026-02-12-routing-config-removed");
+        for line in ingest::trace::SampleLines::open(&path).unwrap().take(200) {
+            p.push_message(&line.unwrap(), &mut out).unwrap();
+        }
+        p.flush(&mut out).unwrap();
+        let good = p.checkpoint();
+        assert!(good.series.len() > 1);
+        let mut missing = good.clone();
+        missing.series.pop();
+        let mut twice = good.clone();
+        twice.series[1] = twice.series[0].clone();
+        let mut unknown = good;
+        unknown.rejections.push(("no_such_reason".into(), 1));
+        for (name, cp, want) in [
+            ("a series key missing", missing, "series keys"),
+            ("a series listed twice", twice, "listed twice"),
+            ("an unknown reject reason", unknown, "unknown reject reason"),
+        ] {
+            let err = Pipeline::from_checkpoint(DetectorConfig::default(), cp, 100).unwrap_err();
+            assert!(format!("{err:#}").contains(want), "{name}: {err:#}");
+        }
+    }
 }

@@ -18,6 +18,13 @@
 //!    (revoked partitions commit what was processed before they go) and on
 //!    [`KafkaSource::close`].
 //!
+//! With [`KafkaSettings::commit_after_checkpoint`] the caller checkpoints its own state and
+//! offsets must never run ahead of it: auto-commit is off, a revoke commits nothing and
+//! `close` commits nothing; offsets are stored after processing as above but committed only
+//! by [`KafkaSource::commit`], which the caller calls once its checkpoint is durable. What was
+//! processed after the last checkpoint is read again after a restart or a rebalance, and the
+//! restored detector's (series, ts) dedup absorbs what the checkpoint already covered.
+//!
 //! `enable.auto.offset.store` is always `false`: a message whose batch the detector has not
 //! consumed is never committed, so after a crash it is read again. Redelivered samples are
 //! duplicates of a (series, ts) the detector has already counted, and it counts them once.
@@ -140,6 +147,10 @@ pub struct KafkaSettings {
     /// to the consumer and to the dead-letter producer. `enable.auto.offset.store` and
     /// `group.id` are refused here.
     pub librdkafka: BTreeMap<String, String>,
+    /// Commit only when told to ([`KafkaSource::commit`], after the caller's checkpoint is on
+    /// disk): `enable.auto.commit=false`, and neither a revoke nor `close` commits (see the
+    /// module docs). Assumes this member is the group's only one.
+    pub commit_after_checkpoint: bool,
 }
 
 impl Default for KafkaSettings {
@@ -155,6 +166,7 @@ impl Default for KafkaSettings {
             dead_letter_topic: Some(DEFAULT_DEAD_LETTER_TOPIC.into()),
             prom_adapter: PromMappingConfig::default(),
             librdkafka: BTreeMap::new(),
+            commit_after_checkpoint: false,
         }
     }
 }
@@ -354,6 +366,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// librdkafka callbacks of the consumer.
 struct SourceContext {
     shared: Arc<Shared>,
+    /// False when commits follow the caller's checkpoints (a revoke then commits nothing).
+    commit_on_revoke: bool,
 }
 
 impl ClientContext for SourceContext {
@@ -399,7 +413,7 @@ impl ClientContext for SourceContext {
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
+        if let (Rebalance::Revoke(_), true) = (rebalance, self.commit_on_revoke) {
             // Commit what was processed before the partitions go to another member. Nothing
             // stored yet is not an error worth reporting.
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -476,6 +490,8 @@ pub struct KafkaSource {
     changes_topic: Option<String>,
     next_seq: usize,
     deferred: VecDeque<Deferred>,
+    /// False when commits follow the caller's checkpoints.
+    commit_on_close: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -519,9 +535,13 @@ impl KafkaSource {
         let mut cfg = base_config(&settings.brokers, &defaults);
         cfg.set("group.id", &settings.group_id);
         cfg.set("enable.auto.offset.store", "false");
+        if settings.commit_after_checkpoint {
+            cfg.set("enable.auto.commit", "false");
+        }
         let consumer: BaseConsumer<SourceContext> = cfg
             .create_with_context(SourceContext {
                 shared: shared.clone(),
+                commit_on_revoke: !settings.commit_after_checkpoint,
             })
             .map_err(client_err("creating the consumer"))?;
 
@@ -578,6 +598,7 @@ impl KafkaSource {
             changes_topic: settings.changes_topic.clone(),
             next_seq: 0,
             deferred: VecDeque::new(),
+            commit_on_close: !settings.commit_after_checkpoint,
         })
     }
 
@@ -780,15 +801,19 @@ impl KafkaSource {
         }
     }
 
-    /// Waits up to `timeout` for outstanding dead letters, stores what can be stored, commits,
-    /// and leaves the group.
+    /// Waits up to `timeout` for outstanding dead letters, stores what can be stored, commits
+    /// (unless commits follow checkpoints), and leaves the group.
     pub fn close(mut self, timeout: Duration) -> Result<(), KafkaError> {
         if let Some((p, _)) = &self.dead_letters {
             // Failures are counted by the delivery callback; storing proceeds either way.
             let _ = p.flush(timeout);
         }
         self.store_ready();
-        let res = self.commit();
+        let res = if self.commit_on_close {
+            self.commit()
+        } else {
+            Ok(())
+        };
         self.consumer.unsubscribe();
         res
     }

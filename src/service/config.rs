@@ -19,6 +19,7 @@ pub struct ServiceConfig {
     pub source: SourceConfig,
     pub alertmanager: AlertmanagerConfig,
     pub metrics: MetricsConfig,
+    pub checkpoint: CheckpointConfig,
     pub detector: DetectorConfig,
 }
 
@@ -163,6 +164,31 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[checkpoint]`: where and how often the Kafka service saves its state (detector, incidents,
+/// alert history) so a restart resumes instead of starting over. The demo never checkpoints.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Checkpointing on or off; on by default (for the Kafka source).
+    pub enabled: bool,
+    /// Directory holding `checkpoint.bin`; created if missing. Relative paths are relative to
+    /// the working directory.
+    pub dir: PathBuf,
+    /// A checkpoint is written at most this often (after a delivery has been processed), and
+    /// on a graceful shutdown. Offsets are committed only after a checkpoint is on disk.
+    pub interval_s: f64,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from("spikewatch-state"),
+            interval_s: 30.0,
+        }
+    }
+}
+
 /// One problem with the configuration, located by its dotted field name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -208,7 +234,23 @@ pub struct Settings {
     pub source: SourceSettings,
     pub alertmanager: Option<AlertmanagerSettings>,
     pub series_limit: usize,
+    /// `None` when checkpointing is off or the source is the demo.
+    pub checkpoint: Option<CheckpointSettings>,
     pub detector: DetectorConfig,
+}
+
+/// Checked `[checkpoint]` settings of a Kafka service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointSettings {
+    pub dir: PathBuf,
+    pub interval: Duration,
+}
+
+impl CheckpointSettings {
+    /// The checkpoint file in the state directory.
+    pub fn file(&self) -> PathBuf {
+        self.dir.join("checkpoint.bin")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -460,6 +502,26 @@ impl ServiceConfig {
                 ),
             );
         }
+        let c = &self.checkpoint;
+        if !(c.interval_s.is_finite() && c.interval_s > 0.0 && c.interval_s <= 86_400.0) {
+            bad(
+                "checkpoint.interval_s",
+                format!(
+                    "{} must be a positive number of seconds, at most a day",
+                    c.interval_s
+                ),
+            );
+        }
+        if c.dir.as_os_str().is_empty() {
+            bad(
+                "checkpoint.dir",
+                "is empty; set `enabled = false` to turn checkpoints off".into(),
+            );
+        }
+        let checkpoint = (c.enabled && kind == SourceKind::Kafka).then(|| CheckpointSettings {
+            dir: c.dir.clone(),
+            interval: Duration::from_secs_f64(c.interval_s.clamp(0.001, 86_400.0)),
+        });
         if let Err(e) = self.detector.clone().check() {
             bad(
                 &format!("detector.{}", e.field),
@@ -484,6 +546,7 @@ impl ServiceConfig {
                 timeout: secs(a.timeout_s),
             }),
             series_limit: self.metrics.series_limit,
+            checkpoint,
             detector: self.detector.clone(),
         })
     }
@@ -611,6 +674,16 @@ mod tests {
                 &["source.kafka.format"],
             ),
             (
+                "checkpoint interval and dir",
+                "[checkpoint]\ninterval_s = 0\ndir = \"\"\n",
+                &["checkpoint.interval_s", "checkpoint.dir"],
+            ),
+            (
+                "unknown checkpoint key",
+                "[checkpoint]\nevery_s = 3\n",
+                &["checkpoint.every_s"],
+            ),
+            (
                 "empty token",
                 "[server]\nbearer_token = \" \"\n",
                 &["server.bearer_token"],
@@ -618,6 +691,40 @@ mod tests {
         ];
         for (name, text, want) in cases {
             assert_eq!(&fields(parse(text)), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn checkpoints_are_on_for_kafka_and_never_for_the_demo() {
+        /// (case, config text, expected (dir, interval in seconds) or `None` for no checkpoints)
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, u64)>);
+        let cases: &[Case<'_>] = &[
+            ("demo, defaults", "", None),
+            ("demo, asked for", "[checkpoint]\nenabled = true\n", None),
+            (
+                "kafka, defaults",
+                "[source.kafka]\n",
+                Some(("spikewatch-state", 30)),
+            ),
+            (
+                "kafka, set",
+                "[source.kafka]\n[checkpoint]\ndir = \"/var/lib/sw\"\ninterval_s = 5\n",
+                Some(("/var/lib/sw", 5)),
+            ),
+            (
+                "kafka, turned off",
+                "[source.kafka]\n[checkpoint]\nenabled = false\n",
+                None,
+            ),
+        ];
+        for (name, text, want) in cases {
+            let s = parse(text).unwrap();
+            let got = s
+                .checkpoint
+                .as_ref()
+                .map(|c| (c.dir.to_string_lossy().into_owned(), c.interval.as_secs()));
+            let want = want.map(|(d, i)| (d.to_owned(), i));
+            assert_eq!(got, want, "case {name}");
         }
     }
 

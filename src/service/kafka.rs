@@ -12,8 +12,14 @@
 //!   broker is unreachable); consumer lag per partition goes to the hub, which `/metrics` exports
 //!   as `spikewatch_kafka_consumer_lag_messages{topic,partition}`.
 //!
+//! - With checkpoints on (`[checkpoint]`, the default), offsets are committed only in
+//!   [`checkpointed`](Source::checkpointed), i.e. once the worker's checkpoint file covering
+//!   every processed delivery is durable; never by auto-commit, a revoke or shutdown. So the
+//!   committed offsets never run ahead of the state a restart resumes from.
+//!
 //! Dropping the source (service shutdown) waits briefly for dead letters, commits what was
-//! processed and leaves the consumer group.
+//! processed (without checkpoints; with them the worker's last checkpoint has committed) and
+//! leaves the consumer group.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -55,6 +61,7 @@ pub fn settings(k: &KafkaConfig) -> anyhow::Result<KafkaSettings> {
         dead_letter_topic: k.dead_letter_topic.clone().filter(|t| !t.is_empty()),
         prom_adapter: PromMappingConfig::default(),
         librdkafka: k.librdkafka.clone(),
+        commit_after_checkpoint: false,
     })
 }
 
@@ -85,8 +92,17 @@ pub struct KafkaServiceSource {
 
 impl KafkaServiceSource {
     /// Creates the consumer group member and subscribes; connecting happens in the background.
-    pub fn new(cfg: &KafkaConfig, hub: Hub, metrics: Metrics) -> anyhow::Result<Self> {
-        let settings = settings(cfg)?;
+    /// `commit_after_checkpoint`: commit only in [`checkpointed`](Source::checkpointed).
+    pub fn new(
+        cfg: &KafkaConfig,
+        hub: Hub,
+        metrics: Metrics,
+        commit_after_checkpoint: bool,
+    ) -> anyhow::Result<Self> {
+        let settings = KafkaSettings {
+            commit_after_checkpoint,
+            ..settings(cfg)?
+        };
         let inner = KafkaSource::new(&settings).context("starting the Kafka consumer")?;
         let format = inner
             .format_of(&cfg.metrics_topic)
@@ -223,6 +239,12 @@ impl Source for KafkaServiceSource {
         }
     }
 
+    fn checkpointed(&mut self) -> anyhow::Result<()> {
+        self.inner()?
+            .commit()
+            .context("committing offsets after a checkpoint")
+    }
+
     fn is_up(&self) -> bool {
         self.inner.as_ref().is_some_and(KafkaSource::is_connected)
     }
@@ -348,7 +370,7 @@ mod tests {
         let hub = Hub::new(100_000);
         let metrics = Metrics::new(100);
         let cfg = config(&brokers, "svc");
-        let source = KafkaServiceSource::new(&cfg, hub.clone(), metrics.clone()).unwrap();
+        let source = KafkaServiceSource::new(&cfg, hub.clone(), metrics.clone(), false).unwrap();
         let w = Worker::new(DetectorConfig::default(), hub.clone(), metrics.clone()).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let handle = worker::spawn(w, Box::new(source), stop.clone()).unwrap();
@@ -421,7 +443,7 @@ mod tests {
         // Everything processed was committed when the service stopped: a restart of the same
         // group reads nothing again.
         let hub2 = Hub::new(1000);
-        let source = KafkaServiceSource::new(&cfg, hub2.clone(), metrics.clone()).unwrap();
+        let source = KafkaServiceSource::new(&cfg, hub2.clone(), metrics.clone(), false).unwrap();
         let w = Worker::new(DetectorConfig::default(), hub2.clone(), metrics.clone()).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let handle = worker::spawn(w, Box::new(source), stop.clone()).unwrap();

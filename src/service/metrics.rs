@@ -28,6 +28,7 @@ pub struct Metrics {
     pub alertmanager_sends: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub incidents_opened: IntCounter,
+    pub checkpoints: IntCounterVec,
     series_limit: usize,
     dropped: std::sync::Arc<AtomicU64>,
 }
@@ -96,6 +97,11 @@ impl Metrics {
                 &["reason"],
             ),
             incidents_opened: counter("spikewatch_incidents_total", "Fleet incidents opened."),
+            checkpoints: counter_vec(
+                "spikewatch_checkpoints_total",
+                "Checkpoints of the pipeline state written, by outcome.",
+                &["outcome"],
+            ),
             registry,
             series_limit,
             dropped: std::sync::Arc::default(),
@@ -111,6 +117,7 @@ impl Metrics {
             Box::new(m.alertmanager_sends.clone()),
             Box::new(m.dead_letters.clone()),
             Box::new(m.incidents_opened.clone()),
+            Box::new(m.checkpoints.clone()),
         ] {
             r.register(c).expect("metric names are unique");
         }
@@ -120,6 +127,7 @@ impl Metrics {
         }
         for outcome in ["ok", "error"] {
             m.alertmanager_sends.with_label_values(&[outcome]);
+            m.checkpoints.with_label_values(&[outcome]);
         }
         // Likewise every kind: a burst of alerts in the first scrape would otherwise never show
         // as an increase.
@@ -378,6 +386,14 @@ impl Metrics {
                 "spikewatch_event_time_lag_seconds",
                 "Wall clock minus the newest event time seen.",
                 vec![(Vec::new(), (wall_ms() - w) as f64 / 1000.0)],
+            ));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        if let Some(at) = c.checkpoint_ms {
+            out.push(gauge_family(
+                "spikewatch_checkpoint_age_seconds",
+                "Wall time since the last checkpoint was written (or resumed from).",
+                vec![(Vec::new(), (wall_ms() - at).max(0) as f64 / 1000.0)],
             ));
         }
         out.push(gauge_family(

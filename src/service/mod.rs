@@ -52,7 +52,12 @@ fn make_source(
             Ok(Box::new(src))
         }
         SourceSettings::Kafka(k) => {
-            let src = kafka::KafkaServiceSource::new(k, hub.clone(), metrics.clone())?;
+            let src = kafka::KafkaServiceSource::new(
+                k,
+                hub.clone(),
+                metrics.clone(),
+                settings.checkpoint.is_some(),
+            )?;
             eprintln!("spikewatch: {}", src.describe());
             Ok(Box::new(src))
         }
@@ -69,9 +74,74 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     rt.block_on(serve(settings))
 }
 
+/// The identity a Kafka source's checkpoints carry (see [`worker::SourceIdentity`]).
+fn kafka_identity(k: &config::KafkaConfig) -> worker::SourceIdentity {
+    let mut topics: Vec<String> = [Some(&k.metrics_topic), k.changes_topic.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .collect();
+    topics.sort();
+    worker::SourceIdentity {
+        brokers: k.brokers.clone(),
+        group_id: k.group_id.clone(),
+        topics,
+    }
+}
+
+/// The pipeline worker, resumed from the checkpoint when there is one for this source. A
+/// checkpoint that cannot be read or belongs to another source stops the start, naming the
+/// file: starting fresh would silently lose baselines and open alerts.
+fn make_worker(
+    settings: &Settings,
+    hub: &Hub,
+    metrics: &Metrics,
+) -> anyhow::Result<worker::Worker> {
+    let mut w = worker::Worker::new(settings.detector.clone(), hub.clone(), metrics.clone())?;
+    let (Some(c), SourceSettings::Kafka(k)) = (&settings.checkpoint, &settings.source) else {
+        return Ok(w);
+    };
+    let identity = kafka_identity(k);
+    let file = c.file();
+    std::fs::create_dir_all(&c.dir)
+        .with_context(|| format!("creating checkpoint.dir {}", c.dir.display()))?;
+    if let Some(cp) = worker::read_checkpoint(&file)? {
+        if cp.source != identity {
+            anyhow::bail!(
+                "checkpoint {} was written for another source ({}), not this one ({}); \
+                 move it away or set checkpoint.dir to start fresh",
+                file.display(),
+                cp.source,
+                identity
+            );
+        }
+        let series = cp.pipeline.series.len();
+        let alerts = cp.hub.alert_count();
+        let at = detector::time::format_rfc3339(cp.written_at_ms);
+        w.resume(cp)
+            .with_context(|| format!("resuming from checkpoint {}", file.display()))?;
+        eprintln!(
+            "spikewatch: resumed from checkpoint ({series} series, {alerts} alerts, written at {at}): {}",
+            file.display()
+        );
+    } else {
+        eprintln!(
+            "spikewatch: no checkpoint at {}; starting fresh",
+            file.display()
+        );
+    }
+    Ok(w.with_checkpoints(worker::Checkpointing {
+        file,
+        interval: c.interval,
+        source: identity,
+    }))
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let hub = Hub::new(settings.max_alerts);
     let metrics = Metrics::new(settings.series_limit);
+    let worker = make_worker(&settings, &hub, &metrics)?;
     let source = make_source(&settings, &hub, &metrics)?;
     hub.update_counters(|c| c.source = source.describe());
 
@@ -89,7 +159,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     eprintln!("  API docs    {base}/api/v1/openapi.json");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let worker = worker::Worker::new(settings.detector.clone(), hub.clone(), metrics.clone())?;
     let handle = worker::spawn(worker, source, stop.clone()).context("starting the pipeline")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -205,5 +274,57 @@ async fn status_line(hub: Hub, mut shutdown: watch::Receiver<bool>) {
         } else {
             eprintln!("{line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_of_another_source_is_refused_and_one_of_this_source_resumed() {
+        let dir = std::env::temp_dir().join(format!(
+            "spikewatch-resume-{}-{}",
+            std::process::id(),
+            hub::wall_ms()
+        ));
+        let toml = format!(
+            "[source.kafka]\nbrokers = \"k:9092\"\ngroup_id = \"g\"\n[checkpoint]\ndir = {:?}\n",
+            dir.display().to_string()
+        );
+        let settings = config::ServiceConfig::from_toml(&toml, std::path::Path::new("t.toml"))
+            .unwrap()
+            .check()
+            .unwrap();
+        let SourceSettings::Kafka(k) = &settings.source else {
+            panic!("expected kafka");
+        };
+        let file = settings.checkpoint.as_ref().unwrap().file();
+        let hub = Hub::new(10);
+        let written = |identity: worker::SourceIdentity| {
+            let p = crate::pipeline::Pipeline::new(settings.detector.clone(), 8).unwrap();
+            worker::write_checkpoint(
+                &file,
+                &worker::CheckpointFile {
+                    source: identity,
+                    written_at_ms: 0,
+                    pipeline: p.checkpoint(),
+                    hub: hub.export(),
+                },
+            )
+            .unwrap();
+        };
+        let metrics = Metrics::new(10);
+
+        let mut other = kafka_identity(k);
+        other.group_id = "another-group".into();
+        written(other);
+        let err = format!("{:#}", make_worker(&settings, &hub, &metrics).unwrap_err());
+        assert!(err.contains("another source"), "{err}");
+        assert!(err.contains(&file.display().to_string()), "{err}");
+
+        written(kafka_identity(k));
+        make_worker(&settings, &hub, &metrics).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -53,6 +53,13 @@ pub trait Source: Send {
         Ok(())
     }
 
+    /// A checkpoint covering every delivery reported [`processed`](Self::processed) so far is
+    /// durable on disk: the Kafka source commits its offsets now (and only now, when
+    /// checkpointing is on).
+    fn checkpointed(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Whether the source is connected and delivering (for `/readyz`).
     fn is_up(&self) -> bool {
         true
