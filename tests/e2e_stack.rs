@@ -113,9 +113,13 @@ impl Stack {
         );
 
         let root = repo_root();
+        // Tests of this file run in parallel: each stack gets a directory of its own (a shared
+        // one would be removed under the other stack's Prometheus when the first test ends).
+        static STACKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "spikewatch-e2e-{}-{}",
+            "spikewatch-e2e-{}-{}-{}",
             std::process::id(),
+            STACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             (now_s() * 1e3) as u64
         ));
         std::fs::create_dir_all(&dir).unwrap();
