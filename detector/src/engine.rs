@@ -5,7 +5,6 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 
@@ -420,46 +419,16 @@ impl Detector {
         out: &mut Vec<AlertEvent>,
     ) -> Result<(), DetectorError> {
         self.register_series(keys);
-        let col = |name: &'static str| {
-            batch
-                .column_by_name(name)
-                .ok_or(DetectorError::Column(name))
-        };
-        let sid = col(schema::SERIES_ID)?
-            .as_primitive_opt::<UInt32Type>()
-            .ok_or(DetectorError::Column(schema::SERIES_ID))?;
-        let ts = col(schema::TS)?
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or(DetectorError::Column(schema::TS))?;
-        let interval = col(schema::INTERVAL_MS)?
-            .as_primitive_opt::<UInt32Type>()
-            .ok_or(DetectorError::Column(schema::INTERVAL_MS))?;
-        let u64col = |name: &'static str| {
-            col(name)?
-                .as_primitive_opt::<UInt64Type>()
-                .ok_or(DetectorError::Column(name))
-        };
-        let u32col = |name: &'static str| {
-            col(name)?
-                .as_primitive_opt::<UInt32Type>()
-                .ok_or(DetectorError::Column(name))
-        };
-        let f64col = |name: &'static str| {
-            col(name)?
-                .as_primitive_opt::<Float64Type>()
-                .ok_or(DetectorError::Column(name))
-        };
-        let req = u64col(schema::REQUESTS)?;
-        let err = u64col(schema::ERRORS)?;
-        let retries = u64col(schema::RETRIES)?;
-        let p99 = f64col(schema::LATENCY_P99_MS)?;
-        let pa = u32col(schema::DB_POOL_ACTIVE)?;
-        let pm = u32col(schema::DB_POOL_MAX)?;
-        let pp = u32col(schema::DB_POOL_PENDING)?;
-        let known = self.keys.len();
-        if let Some(&bad) = sid.values().iter().find(|&&s| s as usize >= known) {
-            return Err(DetectorError::UnknownSeries { id: bad, known });
-        }
+        let sid = schema::series_ids(batch, self.keys.len())?;
+        let ts = schema::column::<TimestampMillisecondType>(batch, schema::TS)?;
+        let interval = schema::column::<UInt32Type>(batch, schema::INTERVAL_MS)?;
+        let req = schema::column::<UInt64Type>(batch, schema::REQUESTS)?;
+        let err = schema::column::<UInt64Type>(batch, schema::ERRORS)?;
+        let retries = schema::column::<UInt64Type>(batch, schema::RETRIES)?;
+        let p99 = schema::column::<Float64Type>(batch, schema::LATENCY_P99_MS)?;
+        let pa = schema::column::<UInt32Type>(batch, schema::DB_POOL_ACTIVE)?;
+        let pm = schema::column::<UInt32Type>(batch, schema::DB_POOL_MAX)?;
+        let pp = schema::column::<UInt32Type>(batch, schema::DB_POOL_PENDING)?;
         // Columns to f64 a column at a time (tight loops over the value buffers, nulls patched
         // afterwards), then the per-row bookkeeping reads plain slices.
         let mut c = std::mem::take(&mut self.cols);

@@ -74,8 +74,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampMillisecondType, UInt32Type, UInt64Type};
+use arrow_array::types::{TimestampMillisecondType, UInt64Type};
 use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -778,27 +777,10 @@ impl IncidentTracker {
         keys: &[SeriesKey],
     ) -> Result<(), DetectorError> {
         self.register_series(keys);
-        let col = |name: &'static str| {
-            batch
-                .column_by_name(name)
-                .ok_or(DetectorError::Column(name))
-        };
-        let sid = col(schema::SERIES_ID)?
-            .as_primitive_opt::<UInt32Type>()
-            .ok_or(DetectorError::Column(schema::SERIES_ID))?;
-        let ts = col(schema::TS)?
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or(DetectorError::Column(schema::TS))?;
-        let req = col(schema::REQUESTS)?
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or(DetectorError::Column(schema::REQUESTS))?;
-        let err = col(schema::ERRORS)?
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or(DetectorError::Column(schema::ERRORS))?;
-        let known = self.keys.len();
-        if let Some(&bad) = sid.values().iter().find(|&&s| s as usize >= known) {
-            return Err(DetectorError::UnknownSeries { id: bad, known });
-        }
+        let sid = schema::series_ids(batch, self.keys.len())?;
+        let ts = schema::column::<TimestampMillisecondType>(batch, schema::TS)?;
+        let req = schema::column::<UInt64Type>(batch, schema::REQUESTS)?;
+        let err = schema::column::<UInt64Type>(batch, schema::ERRORS)?;
         for i in 0..batch.num_rows() {
             #[allow(clippy::cast_precision_loss)]
             self.observe(

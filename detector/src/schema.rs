@@ -6,7 +6,12 @@
 
 use std::sync::{Arc, OnceLock};
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::engine::DetectorError;
 
 /// Dense series id (index into the detector's struct-of-arrays state).
 pub const SERIES_ID: &str = "series_id";
@@ -65,4 +70,27 @@ pub fn sample_schema() -> SchemaRef {
             ]))
         })
         .clone()
+}
+
+/// Column `name` of a sample batch as the primitive array the schema says it is.
+pub(crate) fn column<'a, T: ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a PrimitiveArray<T>, DetectorError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .ok_or(DetectorError::Column(name))
+}
+
+/// The batch's series ids, refused if any is not below `known` (registered series).
+pub(crate) fn series_ids(
+    batch: &RecordBatch,
+    known: usize,
+) -> Result<&PrimitiveArray<UInt32Type>, DetectorError> {
+    let sid = column::<UInt32Type>(batch, SERIES_ID)?;
+    if let Some(&bad) = sid.values().iter().find(|&&s| s as usize >= known) {
+        return Err(DetectorError::UnknownSeries { id: bad, known });
+    }
+    Ok(sid)
 }
