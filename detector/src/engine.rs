@@ -10,6 +10,7 @@ use arrow_array::{Array, RecordBatch};
 
 use crate::alert::{alert_id, summary, AlertEvent, AlertKind, AlertState, Severity};
 use crate::config::{ConfigError, DetectorConfig, Params};
+use crate::isa;
 use crate::kernels::{self, Common, LatencyCols, PoolCols, RatioCols, SuccessCols};
 use crate::schema;
 use crate::series::{SeriesId, SeriesKey};
@@ -180,10 +181,6 @@ pub struct Detector {
     svc_base: Vec<f64>,
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
-    /// Cold per-series counters, outside the kernels' state.
-    totals: Vec<SeriesTotals>,
-    /// Last reported DB pool pending count per series (NaN when not reported).
-    pool_pending: Vec<f64>,
     /// The batch being pushed, as f64 columns (scratch, reused; `sid` unused).
     cols: Rows,
     /// Per tick: warm flags (scratch, reused).
@@ -220,8 +217,6 @@ pub struct DetectorSnapshot {
     svc_base: Vec<f64>,
     active: Vec<((SeriesId, AlertKind), Active)>,
     stats: DetectorStats,
-    totals: Vec<SeriesTotals>,
-    pool_pending: Vec<f64>,
     prev_sids: Vec<u32>,
 }
 
@@ -265,8 +260,6 @@ impl Detector {
             svc_base: Vec::new(),
             active: HashMap::new(),
             stats: DetectorStats::default(),
-            totals: Vec::new(),
-            pool_pending: Vec::new(),
             warm: Vec::new(),
             cols: Rows::default(),
             attn: Vec::new(),
@@ -305,8 +298,6 @@ impl Detector {
             svc_base: self.svc_base.clone(),
             active,
             stats: self.stats,
-            totals: self.totals.clone(),
-            pool_pending: self.pool_pending.clone(),
             prev_sids: self.prev_sids.clone(),
         }
     }
@@ -316,12 +307,10 @@ impl Detector {
     pub fn from_snapshot(cfg: DetectorConfig, snap: DetectorSnapshot) -> Result<Self, ConfigError> {
         let mut d = Self::new(cfg)?;
         let n = snap.keys.len();
-        let consistent = snap.st.len() == n
+        let consistent = snap.st.all_len(n)
             && snap.service_of.len() == n
             && snap.newest_buffered.len() == n
             && snap.expected.len() == n
-            && snap.totals.len() == n
-            && snap.pool_pending.len() == n
             && snap
                 .service_of
                 .iter()
@@ -354,8 +343,6 @@ impl Detector {
         d.svc_base = snap.svc_base;
         d.active = snap.active.into_iter().collect();
         d.stats = snap.stats;
-        d.totals = snap.totals;
-        d.pool_pending = snap.pool_pending;
         d.prev_sids = snap.prev_sids;
         Ok(d)
     }
@@ -397,10 +384,9 @@ impl Detector {
         for s in old..n {
             self.st.e_phi[s] = 1.0;
             self.st.r_phi[s] = 1.0;
+            self.st.p_pending[s] = f64::NAN;
         }
         self.newest_buffered.resize(n, NONE_TS);
-        self.totals.resize(n, SeriesTotals::default());
-        self.pool_pending.resize(n, f64::NAN);
         self.expected.resize(n, false);
         let ns = self.services.len();
         self.conserved.resize(ns, false);
@@ -460,7 +446,18 @@ impl Detector {
             &c.pool_max[..n],
             &c.pool_pending[..n],
         );
-        for i in 0..n {
+        let mut i = 0;
+        while i < n {
+            // Most rows join a tick that is already open, behind a row of the same tick: those
+            // are taken a run at a time. The rest (a tick's first row, late rows, possible
+            // duplicates) go one by one through `push_row`, which the runs are equivalent to.
+            let end = self.open_run(sids, tss, i);
+            if end > i {
+                self.append_run(&c, sids, tss[i], i..end);
+                self.close_ready(out);
+                i = end;
+                continue;
+            }
             let row = Row {
                 sid: sids[i],
                 ts: tss[i],
@@ -474,9 +471,65 @@ impl Detector {
                 pool_pending: pp[i],
             };
             self.push_row(&row, out);
+            i += 1;
         }
         self.cols = c;
         Ok(())
+    }
+
+    /// The end of the run of rows from `start` that `push_row` would each simply append to an
+    /// open tick: same `ts` as an open tick (so neither the watermark nor the newest event time
+    /// moves), not possibly a duplicate, and not completing the front tick before the run's
+    /// end (its closing must happen between the rows, as `push_row` would close it). Marks the
+    /// run's rows as buffered; returns `start` when the row at `start` needs `push_row`.
+    fn open_run(&mut self, sids: &[u32], tss: &[i64], start: usize) -> usize {
+        let ts = tss[start];
+        if self.max_ts == NONE_TS
+            || ts < self.max_ts.saturating_sub(self.p.lateness_ms)
+            || ts <= self.closed_ts
+        {
+            return start;
+        }
+        let Some(pos) = self.pending.iter().rposition(|t| t.ts == ts) else {
+            return start;
+        };
+        let front = pos == 0;
+        let need = self.expected_count;
+        let mut hits = self.pending[pos].hits;
+        let mut end = start;
+        for (&s, &t) in sids[start..].iter().zip(&tss[start..]) {
+            let s = s as usize;
+            if t != ts || self.newest_buffered[s] >= ts {
+                break;
+            }
+            self.newest_buffered[s] = ts;
+            hits += usize::from(self.expected[s]);
+            end += 1;
+            if front && need > 0 && hits >= need {
+                break;
+            }
+        }
+        self.pending[pos].hits = hits;
+        end
+    }
+
+    /// Appends rows `range` of the converted batch `c` to the open tick at `ts`.
+    fn append_run(&mut self, c: &Rows, sids: &[u32], ts: i64, range: std::ops::Range<usize>) {
+        self.stats.samples += range.len() as u64;
+        let Some(tick) = self.pending.iter_mut().rev().find(|t| t.ts == ts) else {
+            return;
+        };
+        let rows = &mut tick.rows;
+        rows.sid.extend_from_slice(&sids[range.clone()]);
+        rows.dt.extend_from_slice(&c.dt[range.clone()]);
+        rows.req.extend_from_slice(&c.req[range.clone()]);
+        rows.err.extend_from_slice(&c.err[range.clone()]);
+        rows.retries.extend_from_slice(&c.retries[range.clone()]);
+        rows.p99.extend_from_slice(&c.p99[range.clone()]);
+        rows.pool_active
+            .extend_from_slice(&c.pool_active[range.clone()]);
+        rows.pool_max.extend_from_slice(&c.pool_max[range.clone()]);
+        rows.pool_pending.extend_from_slice(&c.pool_pending[range]);
     }
 
     /// Closes every open tick (end of a replay, or shutdown).
@@ -628,14 +681,6 @@ impl Detector {
     fn process(&mut self, ts: i64, rows: &Rows, full: bool, out: &mut Vec<AlertEvent>) {
         let n = rows.len();
         self.stats.processed += n as u64;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        for (i, &s) in rows.sid.iter().enumerate() {
-            let t = &mut self.totals[s as usize];
-            t.requests += rows.req[i] as u64;
-            t.errors += rows.err[i] as u64;
-            t.retries += rows.retries[i] as u64;
-            self.pool_pending[s as usize] = rows.pool_pending[i];
-        }
         #[allow(clippy::cast_precision_loss)]
         let tsf = ts as f64;
         // Fast path: the rows are a contiguous run of series ids (a fleet reporting in a stable
@@ -650,31 +695,16 @@ impl Detector {
         let cfg = &self.p.cfg;
         self.attn.clear();
         self.attn.resize(n, 0);
-        if contiguous {
-            prepare(cfg, rows, &mut self.st, base..base + n, &mut self.warm);
-            run_kernels(
-                cfg,
-                rows,
-                &self.warm,
-                &mut self.st,
-                base..base + n,
-                &mut self.attn,
-                tsf,
-            );
-        } else {
-            self.st.gather(&rows.sid, &mut self.sc);
-            prepare(cfg, rows, &mut self.sc, 0..n, &mut self.warm);
-            run_kernels(
-                cfg,
-                rows,
-                &self.warm,
-                &mut self.sc,
-                0..n,
-                &mut self.attn,
-                tsf,
-            );
-            self.st.scatter(&rows.sid, &self.sc);
-        }
+        isa::widest(KernelPass {
+            cfg,
+            rows,
+            warm: &mut self.warm,
+            st: &mut self.st,
+            sc: &mut self.sc,
+            attn: &mut self.attn,
+            contiguous: contiguous.then_some(base),
+            tsf,
+        });
 
         // Fleet-level view of the tick: per service, is the total success rate conserved?
         if full {
@@ -733,18 +763,17 @@ impl Detector {
     /// The rare-candidate pass: reads the evidence the kernels left and fires or resolves.
     fn evaluate(&mut self, ts: i64, rows: &Rows, full: bool) {
         let resolve_s = self.p.cfg.resolve_after_s;
+        // The kernels flagged the rows whose evidence warrants a look (thresholds crossed,
+        // streaks confirmed, or already firing, telemetry_absent included).
+        #[cfg(debug_assertions)]
         for (i, &sid) in rows.sid.iter().enumerate() {
-            let s = sid as usize;
-            // The kernels flagged the rows whose evidence warrants a look (thresholds crossed,
-            // streaks confirmed, or already firing); telemetry_absent has no kernel.
-            #[cfg(debug_assertions)]
-            debug_assert_eq!(
-                self.attn[i] != 0 || self.st.a_firing[s] > 0.0,
-                self.needs_attention(s)
-            );
-            if self.attn[i] == 0 && self.st.a_firing[s] <= 0.0 {
+            debug_assert_eq!(self.attn[i] != 0, self.needs_attention(sid as usize));
+        }
+        for (i, &sid) in rows.sid.iter().enumerate() {
+            if self.attn[i] == 0 {
                 continue;
             }
+            let s = sid as usize;
             let warm = self.warm[i] > 0.0;
             let st = &self.st;
             // Telemetry is back.
@@ -1116,8 +1145,12 @@ impl Detector {
             },
             pool_utilisation: st.p_last[s],
             pool_baseline: st.p_base[s],
-            pool_pending: self.pool_pending[s],
-            totals: self.totals[s],
+            pool_pending: st.p_pending[s],
+            totals: SeriesTotals {
+                requests: st.t_req[s] as u64,
+                errors: st.t_err[s] as u64,
+                retries: st.t_retries[s] as u64,
+            },
             firing,
         })
     }
@@ -1141,6 +1174,7 @@ fn patch_nulls(out: &mut [f64], a: &dyn Array, with: f64) {
 }
 
 /// Per-row interval bookkeeping and warm-up flags, ahead of the kernels.
+#[inline(always)]
 fn prepare(
     cfg: &DetectorConfig,
     rows: &Rows,
@@ -1169,7 +1203,49 @@ fn prepare(
     }
 }
 
-/// Runs every kernel over rows `0..rows.len()` whose state lives at `sc[r]`.
+/// One tick's kernel pass: in place when the rows' series are contiguous from `contiguous`,
+/// else gathered into `sc` and scattered back.
+struct KernelPass<'a> {
+    cfg: &'a DetectorConfig,
+    rows: &'a Rows,
+    warm: &'a mut Vec<f64>,
+    st: &'a mut SeriesState,
+    sc: &'a mut SeriesState,
+    attn: &'a mut [u8],
+    contiguous: Option<usize>,
+    tsf: f64,
+}
+
+impl isa::Pass for KernelPass<'_> {
+    #[inline(always)]
+    fn run(self) {
+        let Self {
+            cfg,
+            rows,
+            warm,
+            st,
+            sc,
+            attn,
+            contiguous,
+            tsf,
+        } = self;
+        let n = rows.len();
+        if let Some(base) = contiguous {
+            prepare(cfg, rows, st, base..base + n, warm);
+            run_kernels(cfg, rows, warm, st, base..base + n, attn, tsf);
+        } else {
+            st.gather(&rows.sid, sc);
+            prepare(cfg, rows, sc, 0..n, warm);
+            run_kernels(cfg, rows, warm, sc, 0..n, attn, tsf);
+            st.scatter(&rows.sid, sc);
+        }
+    }
+}
+
+/// Runs every kernel over rows `0..rows.len()` whose state lives at `sc[r]`, and marks in
+/// `attn` the rows the candidate pass must look at. Inlined into [`isa::widest`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn run_kernels(
     cfg: &DetectorConfig,
     rows: &Rows,
@@ -1286,6 +1362,21 @@ fn run_kernels(
         },
         attn,
     );
+    // Telemetry is back for a series marked absent: the candidate pass resolves it.
+    for (a, &f) in attn.iter_mut().zip(&sc.a_firing[r.clone()]) {
+        *a |= u8::from(f > 0.0);
+    }
+    // Cumulative counts (f64 sums of whole numbers: exact up to 2^53) and the pool's waiters.
+    for (t, &v) in sc.t_req[r.clone()].iter_mut().zip(&rows.req) {
+        *t += v;
+    }
+    for (t, &v) in sc.t_err[r.clone()].iter_mut().zip(&rows.err) {
+        *t += v;
+    }
+    for (t, &v) in sc.t_retries[r.clone()].iter_mut().zip(&rows.retries) {
+        *t += if v.is_finite() { v } else { 0.0 };
+    }
+    sc.p_pending[r.clone()].copy_from_slice(&rows.pool_pending);
     for v in &mut sc.seen[r.clone()] {
         *v += 1.0;
     }

@@ -50,6 +50,7 @@ pub struct RatioCols<'a> {
 /// `p1` vs `p0` deflated by the series' overdispersion, accumulated into a one-sided CUSUM. The
 /// sums of the current run (since the CUSUM left zero) are kept for the exact test. Baselines and
 /// dispersion learn only while the series is quiet, so an incident is never absorbed.
+#[inline(always)]
 pub fn ratio(
     cfg: &RatioConfig,
     c: &Common<'_>,
@@ -66,9 +67,11 @@ pub fn ratio(
 
 // The row loops take every column as its own slice argument: references passed as function
 // arguments are known not to alias, while references read out of a struct are not, and without
-// that knowledge the compiler would not vectorise a loop over this many columns.
+// that knowledge the compiler would not vectorise a loop over this many columns. They are
+// inlined into the engine's kernel pass, which is compiled once per instruction set (see
+// `engine::run_kernels`), so the same source vectorises for the widest vectors the CPU has.
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
+#[inline(always)]
 fn ratio_rows(
     cfg: &RatioConfig,
     ts: f64,
@@ -196,6 +199,7 @@ pub struct SuccessCols<'a> {
 /// is both `min_drop` below the level and `min_z` deviations below it (Poisson noise plus the
 /// series' own relative spread). Upward moves are clipped when learning, so a healthy surge
 /// (absorbed traffic) does not raise the level and make its end look like a loss.
+#[inline(always)]
 pub fn success(
     cfg: &SuccessDropConfig,
     c: &Common<'_>,
@@ -211,7 +215,7 @@ pub fn success(
 }
 
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
+#[inline(always)]
 fn success_rows(
     cfg: &SuccessDropConfig,
     ts: f64,
@@ -293,6 +297,7 @@ pub struct LatencyCols<'a> {
 /// CUSUM on the z-score of log p99 against an EWMA mean/variance of log p99. Samples with too few
 /// requests (p99 of a handful of calls is noise) or no p99 are skipped. The z-score of the
 /// latest sample is kept too, for the single-sample rule that catches sharp regressions at once.
+#[inline(always)]
 pub fn latency(
     cfg: &LatencyConfig,
     c: &Common<'_>,
@@ -308,7 +313,7 @@ pub fn latency(
 }
 
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
+#[inline(always)]
 fn latency_rows(
     cfg: &LatencyConfig,
     ts: f64,
@@ -414,6 +419,7 @@ pub struct PoolCols<'a> {
 /// Pool utilisation smoothed with Holt's linear method (level + trend per second). Saturated:
 /// utilisation at `saturated_utilisation` with callers waiting. Early warning: the smoothed level
 /// is well above the pool's own baseline and, on its trend, reaches 100% within `horizon_s`.
+#[inline(always)]
 pub fn pool(
     cfg: &DbPoolConfig,
     c: &Common<'_>,
@@ -430,7 +436,7 @@ pub fn pool(
 }
 
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
+#[inline(always)]
 fn pool_rows(
     cfg: &DbPoolConfig,
     ts: f64,

@@ -12,6 +12,7 @@ pub mod alert;
 pub mod config;
 mod engine;
 pub mod incident;
+mod isa;
 pub mod kernels;
 pub mod schema;
 pub mod series;

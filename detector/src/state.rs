@@ -22,12 +22,18 @@ macro_rules! soa {
                 self.last_ts.is_empty()
             }
 
+            /// Whether every column has `n` entries (a restored state may not).
+            pub fn all_len(&self, n: usize) -> bool {
+                true $(&& self.$field.len() == n)*
+            }
+
             /// Grows (or shrinks) every column to `n` entries, new ones zeroed.
             pub fn resize(&mut self, n: usize) {
                 $(self.$field.resize(n, 0.0);)*
             }
 
             /// Copies the state of `ids[i]` into row `i` of `out` (which is resized to `ids.len()`).
+            #[inline(always)]
             pub fn gather(&self, ids: &[u32], out: &mut Self) {
                 $(
                     out.$field.clear();
@@ -36,6 +42,7 @@ macro_rules! soa {
             }
 
             /// Writes row `i` of `from` back to the state of `ids[i]`.
+            #[inline(always)]
             pub fn scatter(&mut self, ids: &[u32], from: &Self) {
                 $(
                     for (&s, &v) in ids.iter().zip(&from.$field) {
@@ -69,5 +76,8 @@ soa! {
         p_lvl, p_tr, p_base, p_var, p_n, p_last, p_warn, p_sat, p_firing, p_clear, p_runstart,
         // telemetry_absent firing flag.
         a_firing,
+        // Cold: requests, errors and retries of every sample evaluated (whole numbers, exact
+        // up to 2^53), and the DB pool's waiters at the last sample (NaN when not reported).
+        t_req, t_err, t_retries, p_pending,
     }
 }

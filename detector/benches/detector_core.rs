@@ -16,13 +16,20 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use detector::{schema, Detector, DetectorConfig, SeriesKey};
 use rand::{Rng, SeedableRng};
 
-const SERIES: u32 = 100_000;
+/// Series per tick: 100k, or `DETECTOR_BENCH_SERIES` (to see how the figures move as the state
+/// outgrows the caches).
+fn series() -> u32 {
+    std::env::var("DETECTOR_BENCH_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
 const STEP_MS: i64 = 10_000;
 const T0: i64 = 1_770_000_000_000;
 const VARIANTS: usize = 8;
 
 fn keys() -> Vec<SeriesKey> {
-    (0..SERIES)
+    (0..series())
         .map(|i| SeriesKey {
             cluster: format!("cluster-{}", i / 8),
             service: format!("svc-{}", i % 8),
@@ -40,17 +47,17 @@ fn payloads() -> Vec<Payload> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     (0..VARIANTS)
         .map(|_| {
-            let mut req = UInt64Builder::with_capacity(SERIES as usize);
-            let mut err = UInt64Builder::with_capacity(SERIES as usize);
-            let mut retries = UInt64Builder::with_capacity(SERIES as usize);
-            let mut p50 = Float64Builder::with_capacity(SERIES as usize);
-            let mut p99 = Float64Builder::with_capacity(SERIES as usize);
+            let mut req = UInt64Builder::with_capacity(series() as usize);
+            let mut err = UInt64Builder::with_capacity(series() as usize);
+            let mut retries = UInt64Builder::with_capacity(series() as usize);
+            let mut p50 = Float64Builder::with_capacity(series() as usize);
+            let mut p99 = Float64Builder::with_capacity(series() as usize);
             let (mut pa, mut pm, mut pp) = (
                 UInt32Builder::new(),
                 UInt32Builder::new(),
                 UInt32Builder::new(),
             );
-            for s in 0..SERIES {
+            for s in 0..series() {
                 let r: u64 = rng.random_range(200..2000);
                 req.append_value(r);
                 err.append_value(u64::from(rng.random_ratio(1, 2)) * rng.random_range(0..4));
@@ -70,10 +77,10 @@ fn payloads() -> Vec<Payload> {
             }
             Payload {
                 cols: vec![
-                    Arc::new(UInt32Array::from_iter_values(0..SERIES)),
+                    Arc::new(UInt32Array::from_iter_values(0..series())),
                     Arc::new(UInt32Array::from_iter_values(std::iter::repeat_n(
                         10_000,
-                        SERIES as usize,
+                        series() as usize,
                     ))),
                     Arc::new(req.finish()),
                     Arc::new(err.finish()),
@@ -92,7 +99,7 @@ fn payloads() -> Vec<Payload> {
 fn tick_batch(p: &Payload, tick: i64) -> RecordBatch {
     let ts = TimestampMillisecondArray::from_iter_values(std::iter::repeat_n(
         T0 + tick * STEP_MS,
-        SERIES as usize,
+        series() as usize,
     ))
     .with_timezone("UTC");
     let mut cols = p.cols.clone();
@@ -162,7 +169,7 @@ fn bench(c: &mut Criterion) {
     let keys = keys();
     let payloads = payloads();
     let mut group = c.benchmark_group("detector_core_100k_series");
-    group.throughput(Throughput::Elements(u64::from(SERIES)));
+    group.throughput(Throughput::Elements(u64::from(series())));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
 
