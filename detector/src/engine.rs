@@ -10,7 +10,6 @@ use arrow_array::{Array, RecordBatch};
 
 use crate::alert::{alert_id, summary, AlertEvent, AlertKind, AlertState, Severity};
 use crate::config::{ConfigError, DetectorConfig, Params};
-use crate::isa;
 use crate::kernels::{self, Common, LatencyCols, PoolCols, RatioCols, SuccessCols};
 use crate::schema;
 use crate::series::{SeriesId, SeriesKey};
@@ -695,16 +694,31 @@ impl Detector {
         let cfg = &self.p.cfg;
         self.attn.clear();
         self.attn.resize(n, 0);
-        isa::widest(KernelPass {
-            cfg,
-            rows,
-            warm: &mut self.warm,
-            st: &mut self.st,
-            sc: &mut self.sc,
-            attn: &mut self.attn,
-            contiguous: contiguous.then_some(base),
-            tsf,
-        });
+        if contiguous {
+            prepare(cfg, rows, &mut self.st, base..base + n, &mut self.warm);
+            run_kernels(
+                cfg,
+                rows,
+                &self.warm,
+                &mut self.st,
+                base..base + n,
+                &mut self.attn,
+                tsf,
+            );
+        } else {
+            self.st.gather(&rows.sid, &mut self.sc);
+            prepare(cfg, rows, &mut self.sc, 0..n, &mut self.warm);
+            run_kernels(
+                cfg,
+                rows,
+                &self.warm,
+                &mut self.sc,
+                0..n,
+                &mut self.attn,
+                tsf,
+            );
+            self.st.scatter(&rows.sid, &self.sc);
+        }
 
         // Fleet-level view of the tick: per service, is the total success rate conserved?
         if full {
@@ -1174,7 +1188,6 @@ fn patch_nulls(out: &mut [f64], a: &dyn Array, with: f64) {
 }
 
 /// Per-row interval bookkeeping and warm-up flags, ahead of the kernels.
-#[inline(always)]
 fn prepare(
     cfg: &DetectorConfig,
     rows: &Rows,
@@ -1203,49 +1216,8 @@ fn prepare(
     }
 }
 
-/// One tick's kernel pass: in place when the rows' series are contiguous from `contiguous`,
-/// else gathered into `sc` and scattered back.
-struct KernelPass<'a> {
-    cfg: &'a DetectorConfig,
-    rows: &'a Rows,
-    warm: &'a mut Vec<f64>,
-    st: &'a mut SeriesState,
-    sc: &'a mut SeriesState,
-    attn: &'a mut [u8],
-    contiguous: Option<usize>,
-    tsf: f64,
-}
-
-impl isa::Pass for KernelPass<'_> {
-    #[inline(always)]
-    fn run(self) {
-        let Self {
-            cfg,
-            rows,
-            warm,
-            st,
-            sc,
-            attn,
-            contiguous,
-            tsf,
-        } = self;
-        let n = rows.len();
-        if let Some(base) = contiguous {
-            prepare(cfg, rows, st, base..base + n, warm);
-            run_kernels(cfg, rows, warm, st, base..base + n, attn, tsf);
-        } else {
-            st.gather(&rows.sid, sc);
-            prepare(cfg, rows, sc, 0..n, warm);
-            run_kernels(cfg, rows, warm, sc, 0..n, attn, tsf);
-            st.scatter(&rows.sid, sc);
-        }
-    }
-}
-
 /// Runs every kernel over rows `0..rows.len()` whose state lives at `sc[r]`, and marks in
-/// `attn` the rows the candidate pass must look at. Inlined into [`isa::widest`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
+/// `attn` the rows the candidate pass must look at.
 fn run_kernels(
     cfg: &DetectorConfig,
     rows: &Rows,

@@ -67,11 +67,11 @@ pub fn ratio(
 
 // The row loops take every column as its own slice argument: references passed as function
 // arguments are known not to alias, while references read out of a struct are not, and without
-// that knowledge the compiler would not vectorise a loop over this many columns. They are
-// inlined into the engine's kernel pass, which is compiled once per instruction set (see
-// `engine::run_kernels`), so the same source vectorises for the widest vectors the CPU has.
+// that knowledge the compiler would not vectorise a loop over this many columns. Each is
+// compiled for the baseline and for AVX2 (`crate::isa`), the copy the CPU can run chosen at
+// run time.
+crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
 fn ratio_rows(
     cfg: &RatioConfig,
     ts: f64,
@@ -180,6 +180,7 @@ fn ratio_rows(
         attn[i] |= u8::from((next > h) | (firing[i] > 0.0));
     }
 }
+}
 
 /// State columns of the success-drop detector.
 #[derive(Debug)]
@@ -214,8 +215,8 @@ pub fn success(
     );
 }
 
+crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
 fn success_rows(
     cfg: &SuccessDropConfig,
     ts: f64,
@@ -279,6 +280,7 @@ fn success_rows(
         attn[i] |= u8::from((low[i] >= confirm) | (firing[i] > 0.0));
     }
 }
+}
 
 /// State columns of the latency detector.
 #[derive(Debug)]
@@ -312,8 +314,8 @@ pub fn latency(
     );
 }
 
+crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
 fn latency_rows(
     cfg: &LatencyConfig,
     ts: f64,
@@ -399,6 +401,7 @@ fn latency_rows(
         attn[i] |= u8::from((next > cfg.cusum_h) | (zs[i] >= cfg.spike_z) | (firing[i] > 0.0));
     }
 }
+}
 
 /// State columns of the DB pool detector.
 #[derive(Debug)]
@@ -435,8 +438,8 @@ pub fn pool(
     );
 }
 
+crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
 fn pool_rows(
     cfg: &DbPoolConfig,
     ts: f64,
@@ -533,4 +536,5 @@ fn pool_rows(
         last[i] = if valid { u } else { last[i] };
         attn[i] |= u8::from((warn[i] >= confirm) | (sat[i] >= confirm) | (firing[i] > 0.0));
     }
+}
 }

@@ -33,7 +33,6 @@ macro_rules! soa {
             }
 
             /// Copies the state of `ids[i]` into row `i` of `out` (which is resized to `ids.len()`).
-            #[inline(always)]
             pub fn gather(&self, ids: &[u32], out: &mut Self) {
                 $(
                     out.$field.clear();
@@ -42,7 +41,6 @@ macro_rules! soa {
             }
 
             /// Writes row `i` of `from` back to the state of `ids[i]`.
-            #[inline(always)]
             pub fn scatter(&mut self, ids: &[u32], from: &Self) {
                 $(
                     for (&s, &v) in ids.iter().zip(&from.$field) {

@@ -594,6 +594,34 @@ fn batch_size_does_not_change_alerts() {
 }
 
 #[test]
+fn baseline_and_avx2_kernels_agree_bit_for_bit() {
+    // The kernels run as AVX2 copies where the CPU has them (crate::isa); the baseline copies
+    // must give the same alerts and leave exactly the same state, bit for bit.
+    let keys = keys(6, 2);
+    let rows = incident_rows();
+    let run_isa = |baseline: bool| {
+        crate::isa::FORCE_BASELINE.with(|f| f.set(baseline));
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for c in rows.chunks(97) {
+            d.push_batch(&batch(c), &keys, &mut out).unwrap();
+        }
+        let state = bincode::serialize(&d.snapshot()).unwrap();
+        d.finish(&mut out);
+        crate::isa::FORCE_BASELINE.with(|f| f.set(false));
+        (out, state)
+    };
+    if !crate::isa::has_avx2() {
+        eprintln!("no AVX2 on this CPU: both runs use the baseline kernels");
+    }
+    let (base_events, base_state) = run_isa(true);
+    let (wide_events, wide_state) = run_isa(false);
+    assert!(!base_events.is_empty());
+    assert_eq!(wide_events, base_events);
+    assert!(wide_state == base_state, "detector state differs");
+}
+
+#[test]
 fn late_and_duplicated_delivery_gives_the_same_alerts() {
     let keys = keys(6, 2);
     let rows = incident_rows();
