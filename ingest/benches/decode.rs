@@ -1,15 +1,36 @@
-//! JSON sample decode throughput, per input shape, in samples and bytes per second.
+//! Decode throughput of both message decoders, per input shape, in samples (and, for JSON,
+//! bytes) per second, in one run.
+//!
+//! - `json_decode/*`: native JSON, one sample per message, through [`JsonDecoder`].
+//! - `arrow_ipc_decode/*`: Arrow IPC stream messages of `ARROW_ROWS` rows each, through
+//!   [`MessageDecoder`] (`Format::ArrowIpc`); `full_owned` hands the messages over
+//!   ([`MessageDecoder::decode_owned`]) instead of lending them.
 //!
 //! Inputs are generated from a fixed seed (a small xorshift, so the bench needs no RNG crate);
-//! each iteration decodes every line once into a decoder with the default batch size,
-//! flushing when full, so builder and batch costs are included.
+//! each iteration decodes every message once into a decoder with the default batch size,
+//! flushing when full, so column and batch costs are included. Throughput in "elements" is
+//! samples (rows), whatever the format.
+//!
+//! One-pass mode, for instruction counts: with `SPIKEWATCH_DECODE_ONCE=<shape>` (a shape name
+//! such as `json/full`, `arrow/full` or `arrow_owned/full`) the binary decodes that shape's messages exactly once
+//! (after one warm-up pass that interns every series) inside `measured_pass` and exits, so
+//!
+//! ```sh
+//! SPIKEWATCH_DECODE_ONCE=json/full valgrind --tool=callgrind \
+//!     --collect-atstart=no --toggle-collect='*measured_pass*' target/release/deps/decode-*
+//! ```
+//!
+//! counts only the decoding.
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
+use ingest::format::{Format, MessageDecoder, MessageDecoderOptions};
 use ingest::json::{DecoderOptions, JsonDecoder, Sample};
 
 const LINES: usize = 20_000;
+const ARROW_ROWS: usize = 1_000;
+const ARROW_MESSAGES: usize = 100;
 const T0: i64 = 1_770_000_000_000;
 
 struct XorShift(u64);
@@ -47,16 +68,17 @@ fn full_sample(rng: &mut XorShift, i: usize, series: usize) -> Sample {
     sample
 }
 
-fn shapes() -> Vec<(&'static str, Vec<String>)> {
+fn minimal(s: Sample) -> Sample {
+    Sample::new(s.ts_ms, s.cluster, s.service, s.requests, s.errors)
+}
+
+fn json_shapes() -> Vec<(&'static str, Vec<String>)> {
     let mut rng = XorShift(0x5eed_5eed_5eed_5eed);
     let full: Vec<String> = (0..LINES)
         .map(|i| full_sample(&mut rng, i, 1000).to_json_line())
         .collect();
     let minimal: Vec<String> = (0..LINES)
-        .map(|i| {
-            let s = full_sample(&mut rng, i, 1000);
-            Sample::new(s.ts_ms, s.cluster, s.service, s.requests, s.errors).to_json_line()
-        })
+        .map(|i| minimal(full_sample(&mut rng, i, 1000)).to_json_line())
         .collect();
     let many_series: Vec<String> = (0..LINES)
         .map(|i| full_sample(&mut rng, i, LINES).to_json_line())
@@ -82,6 +104,41 @@ fn shapes() -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
+/// Arrow IPC messages of `ARROW_ROWS` rows, as a producer batching one tick of its series
+/// would send them.
+fn arrow_shapes() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let mut rng = XorShift(0xa770_5eed_a770_5eed);
+    let rows = ARROW_ROWS * ARROW_MESSAGES;
+    let messages = |samples: Vec<Sample>| -> Vec<Vec<u8>> {
+        samples
+            .chunks(ARROW_ROWS)
+            .map(|c| ingest::arrow_ipc::encode(c).expect("encode"))
+            .collect()
+    };
+    // 1000 series, the same order in every message.
+    let full: Vec<Sample> = (0..rows)
+        .map(|i| full_sample(&mut rng, i, ARROW_ROWS))
+        .collect();
+    let minimal_rows: Vec<Sample> = full.iter().cloned().map(minimal).collect();
+    // 1000 series, each message in its own order.
+    let mut shuffled = full.clone();
+    for chunk in shuffled.chunks_mut(ARROW_ROWS) {
+        for i in (1..chunk.len()).rev() {
+            chunk.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+    }
+    // 20000 series: a series comes back every 20 messages.
+    let many: Vec<Sample> = (0..rows)
+        .map(|i| full_sample(&mut rng, i, 20_000))
+        .collect();
+    vec![
+        ("full", messages(full)),
+        ("minimal", messages(minimal_rows)),
+        ("full_shuffled", messages(shuffled)),
+        ("full_20k_series", messages(many)),
+    ]
+}
+
 fn options() -> DecoderOptions {
     DecoderOptions {
         now_ms: Some(T0 + 1_000_000_000),
@@ -89,9 +146,48 @@ fn options() -> DecoderOptions {
     }
 }
 
-fn decode(c: &mut Criterion) {
+fn message_decoder() -> MessageDecoder {
+    MessageDecoder::new(MessageDecoderOptions {
+        decoder: options(),
+        ..MessageDecoderOptions::default()
+    })
+}
+
+fn json_pass(dec: &mut JsonDecoder, lines: &[String]) {
+    for line in lines {
+        let _ = black_box(dec.decode(line.as_bytes()));
+        if dec.is_full() {
+            black_box(dec.flush());
+        }
+    }
+    black_box(dec.flush());
+}
+
+fn arrow_pass(dec: &mut MessageDecoder, messages: &[Vec<u8>]) {
+    for m in messages {
+        let _ = black_box(dec.decode(&Format::ArrowIpc, m));
+        if dec.is_full() {
+            black_box(dec.flush());
+        }
+    }
+    black_box(dec.flush());
+}
+
+/// [`arrow_pass`] with messages the decoder may keep ([`MessageDecoder::decode_owned`]), as a
+/// consumer that owns its payloads can hand them over.
+fn arrow_owned_pass(dec: &mut MessageDecoder, messages: Vec<Vec<u8>>) {
+    for m in messages {
+        let _ = black_box(dec.decode_owned(&Format::ArrowIpc, m));
+        if dec.is_full() {
+            black_box(dec.flush());
+        }
+    }
+    black_box(dec.flush());
+}
+
+fn json(c: &mut Criterion) {
     let mut group = c.benchmark_group("json_decode");
-    for (name, lines) in shapes() {
+    for (name, lines) in json_shapes() {
         let bytes: usize = lines.iter().map(String::len).sum();
         // Measure the accept path: every generated line must decode.
         let mut check = JsonDecoder::new(options());
@@ -107,20 +203,96 @@ fn decode(c: &mut Criterion) {
             group.throughput(throughput);
             group.bench_with_input(BenchmarkId::new(name, unit), &lines, |b, lines| {
                 let mut dec = JsonDecoder::new(options());
-                b.iter(|| {
-                    for line in lines {
-                        let _ = black_box(dec.decode(line.as_bytes()));
-                        if dec.is_full() {
-                            black_box(dec.flush());
-                        }
-                    }
-                    black_box(dec.flush())
-                });
+                b.iter(|| json_pass(&mut dec, lines));
             });
         }
     }
     group.finish();
 }
 
-criterion_group!(benches, decode);
-criterion_main!(benches);
+fn arrow(c: &mut Criterion) {
+    let mut group = c.benchmark_group("arrow_ipc_decode");
+    for (name, messages) in arrow_shapes() {
+        let mut check = message_decoder();
+        for m in &messages {
+            if let Err(e) = check.decode(&Format::ArrowIpc, m) {
+                panic!("{name}: generated message rejected ({e})");
+            }
+        }
+        let rows = check.len() as u64;
+        assert_eq!(rows as usize, ARROW_ROWS * ARROW_MESSAGES);
+        group.throughput(Throughput::Elements(rows));
+        group.bench_with_input(
+            BenchmarkId::new(name, "samples"),
+            &messages,
+            |b, messages| {
+                let mut dec = message_decoder();
+                b.iter(|| arrow_pass(&mut dec, messages));
+            },
+        );
+        if name == "full" {
+            // The copy of the messages is made outside the timing.
+            group.bench_with_input(
+                BenchmarkId::new("full_owned", "samples"),
+                &messages,
+                |b, messages| {
+                    let mut dec = message_decoder();
+                    b.iter_batched(
+                        || messages.clone(),
+                        |owned| arrow_owned_pass(&mut dec, owned),
+                        BatchSize::LargeInput,
+                    );
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+/// One pass over one shape, for instruction counting (see the module docs).
+fn once(shape: &str) {
+    #[inline(never)]
+    fn measured_pass<T>(f: impl FnOnce() -> T) -> T {
+        f()
+    }
+    let (format, name) = shape.split_once('/').unwrap_or(("json", shape));
+    match format {
+        "json" => {
+            let (_, lines) = json_shapes()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no JSON shape {name}"));
+            let mut dec = JsonDecoder::new(options());
+            json_pass(&mut dec, &lines);
+            measured_pass(|| json_pass(&mut dec, &lines));
+            println!("json/{name}: {} samples", lines.len());
+        }
+        "arrow" | "arrow_owned" => {
+            let (_, messages) = arrow_shapes()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no Arrow shape {name}"));
+            let mut dec = message_decoder();
+            arrow_pass(&mut dec, &messages);
+            if format == "arrow" {
+                measured_pass(|| arrow_pass(&mut dec, &messages));
+            } else {
+                let owned = messages.clone();
+                measured_pass(|| arrow_owned_pass(&mut dec, owned));
+            }
+            println!("{format}/{name}: {} samples", ARROW_ROWS * messages.len());
+        }
+        other => panic!("unknown format {other}: json, arrow or arrow_owned"),
+    }
+}
+
+fn main() {
+    if let Ok(shape) = std::env::var("SPIKEWATCH_DECODE_ONCE") {
+        once(&shape);
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    json(&mut c);
+    arrow(&mut c);
+    c.final_summary();
+}

@@ -24,9 +24,22 @@
 //! another type is `wrong_type`; bytes that are not an IPC stream are `malformed_arrow`. Each
 //! row gets the same checks as a JSON sample. A message is taken or rejected whole: one bad
 //! row rejects the message (reason and detail of the first bad row), so a dead letter is
-//! always a complete producer batch.
+//! always a complete producer batch. (A null in `interval_ms` means the default; nulls in the
+//! optional columns are stored as nulls.)
 //!
 //! [`encode`] writes samples in this format (used by `spikewatch produce --format arrow`).
+//!
+//! # Decoding, column by column
+//!
+//! Every check runs over whole columns: a branch-free pass per check says whether any row is
+//! bad, and only then is the first bad row looked for, 64 rows at a time, and named by the
+//! row-wise checks of the other formats ([`crate::format`]), so reasons and details are theirs.
+//! The internal batch takes the message's columns as they are where the type already matches
+//! (`ts` with its zone set to UTC, the counts, the optional columns without nulls); only the
+//! series ids are new. Series are looked up once per row through the decoder's series cache,
+//! or not at all when the batch's key columns equal those of a recent batch
+//! (producers resend the same series in the same order every interval).
+//! [`crate::format::MessageDecoder::decode_owned`] also saves copying the message.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
@@ -36,11 +49,15 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
+use arrow_buffer::{Buffer, NullBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::format::{check_row, clip, empty_row, RowLimits};
-use crate::json::{JsonDecoder, RejectReason, Rejection, Row, Sample, DEFAULT_INTERVAL_MS};
+use crate::json::{
+    filled, utc, Chunk, JsonDecoder, RejectReason, Rejection, Row, Sample, Stamps, U32s, U64s,
+    DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MAX_KEY_BYTES,
+};
 
 /// Column names of the wire schema beyond the internal ones.
 pub const CLUSTER: &str = "cluster";
@@ -139,15 +156,40 @@ pub fn encode(samples: &[Sample]) -> Result<Vec<u8>, ArrowError> {
     batch_to_ipc(&samples_to_batch(samples)?)
 }
 
+/// One IPC message, lent or given. A given message is read in place; a lent one is copied
+/// first (the batch keeps the arrays until it is flushed, so they must own their bytes).
+#[derive(Debug)]
+pub(crate) enum Message<'a> {
+    Lent(&'a [u8]),
+    Given(Vec<u8>),
+}
+
+impl Message<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Message::Lent(b) => b.len(),
+            Message::Given(v) => v.len(),
+        }
+    }
+
+    fn into_buffer(self) -> Buffer {
+        match self {
+            Message::Lent(b) => Buffer::from_slice_ref(b),
+            Message::Given(v) => Buffer::from_vec(v),
+        }
+    }
+}
+
 /// Reads every record batch of one IPC stream message.
-fn read_batches(msg: &[u8]) -> Result<Vec<RecordBatch>, Rejection> {
+fn read_batches(msg: Buffer) -> Result<Vec<RecordBatch>, Rejection> {
     let malformed =
         |e: ArrowError| Rejection::new(RejectReason::MalformedArrow, clip(&e.to_string()));
     // The push decoder reads lengths from the message but only ever copies the bytes that are
     // there, so a forged length cannot make it allocate gigabytes. Parsing untrusted IPC is
     // also guarded against panics: a malformed message must cost one rejection, nothing more.
-    let parsed = std::panic::catch_unwind(|| {
-        let mut buf = arrow_buffer::Buffer::from_slice_ref(msg);
+    // (Unwind safety: on a panic the buffer and the decoder are dropped unseen.)
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut buf = msg;
         let mut dec = arrow_ipc::reader::StreamDecoder::new();
         let mut batches = Vec::new();
         while !buf.is_empty() {
@@ -160,7 +202,7 @@ fn read_batches(msg: &[u8]) -> Result<Vec<RecordBatch>, Rejection> {
             return Err(ArrowError::IpcError("no schema message".into()));
         }
         Ok(batches)
-    });
+    }));
     match parsed {
         Ok(res) => res.map_err(malformed),
         Err(_) => Err(Rejection::new(
@@ -313,11 +355,18 @@ impl<'a> Cols<'a> {
 
 /// Decodes one IPC message, checks every row, then appends them all to `out` (or none).
 /// Returns the number of rows appended.
+///
+/// Column by column: each check runs over a whole column, so a valid message (the common case)
+/// costs a few tight loops per column and one series-id lookup per row, and the internal
+/// batch's columns share the message's buffers wherever the types already match. When a check
+/// finds a bad row, the row-wise checks ([`Cols::row`], [`check_row`]) run on the first one to
+/// name it, so reasons and details are exactly those of a row-by-row decoder.
 pub(crate) fn decode_into(
-    msg: &[u8],
+    msg: Message<'_>,
     max_bytes: usize,
     limits: RowLimits,
     out: &mut JsonDecoder,
+    memo: &mut KeyMemo,
 ) -> Result<usize, Rejection> {
     if msg.len() > max_bytes {
         return Err(Rejection::new(
@@ -328,25 +377,416 @@ pub(crate) fn decode_into(
             ),
         ));
     }
-    let batches = read_batches(msg)?;
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut rows = Vec::with_capacity(total);
+    let batches = read_batches(msg.into_buffer())?;
+    decode_batches(&batches, limits, out, memo)
+}
+
+/// The batches of one message: every row checked, then all appended to `out` (or none).
+fn decode_batches(
+    batches: &[RecordBatch],
+    limits: RowLimits,
+    out: &mut JsonDecoder,
+    memo: &mut KeyMemo,
+) -> Result<usize, Rejection> {
+    let mut checked = Vec::with_capacity(batches.len());
     let mut index = 0usize;
-    for batch in &batches {
+    for batch in batches {
         let cols = Cols::new(batch)?;
-        for i in 0..batch.num_rows() {
-            let at_row =
-                |r: Rejection| Rejection::new(r.reason, format!("row {index}: {}", r.detail));
-            let row = cols.row(i).map_err(at_row)?;
-            check_row(&row, limits).map_err(at_row)?;
-            rows.push(row);
-            index += 1;
+        let n = batch.num_rows();
+        if let Some(first) = cols.first_bad_row(limits) {
+            // The row-wise checks name the problem. Should they pass a row the column checks
+            // flagged, they carry on to the next bad row: a false alarm costs time, never a
+            // valid message.
+            let bad = (first..n).find_map(|i| {
+                cols.row(i)
+                    .and_then(|row| check_row(&row, limits))
+                    .err()
+                    .map(|r| (i, r))
+            });
+            if let Some((i, r)) = bad {
+                return Err(Rejection::new(
+                    r.reason,
+                    format!("row {}: {}", index + i, r.detail),
+                ));
+            }
+        }
+        index += n;
+        checked.push(cols);
+    }
+    // Every row is valid: look the series up (interning new ones), then hand the columns over.
+    let mut ids = Vec::with_capacity(checked.len());
+    for cols in &checked {
+        ids.push(cols.series_ids(out, memo)?);
+    }
+    for (cols, ids) in checked.iter().zip(ids) {
+        if !ids.is_empty() {
+            out.push_chunk(cols.to_chunk(ids));
         }
     }
-    for row in &rows {
-        out.push_row(row)?;
+    Ok(index)
+}
+
+impl Cols<'_> {
+    /// The first row that any check of [`Cols::row`] or [`check_row`] would reject.
+    fn first_bad_row(&self, limits: RowLimits) -> Option<usize> {
+        use crate::time::{MAX_TS_MS, MIN_TS_MS};
+        let latest = MAX_TS_MS.min(limits.now_ms.saturating_add(limits.max_future_ms));
+        let max_key = MAX_KEY_BYTES as u32;
+        let max_interval = MAX_INTERVAL_MS;
+        let key_len_bad =
+            |start: i32, end: i32| end.wrapping_sub(start).wrapping_sub(1) as u32 >= max_key;
+        // Not `is_finite()` nor a range's `contains` (whose `&&` branches): this form compiles
+        // to vector compares.
+        #[allow(clippy::manual_range_contains)]
+        let latency_bad = |x: f64| !((x >= 0.0) & (x <= f64::MAX));
+        // Each candidate is the first bad row of one check; the minimum is the answer. Every
+        // required column is checked without regard to nulls: a null row there is bad anyway.
+        let key = |a: &arrow_array::StringArray| {
+            let offsets = a.value_offsets();
+            first_bad_pair(&offsets[..a.len()], &offsets[1..], None, key_len_bad)
+        };
+        let candidates = [
+            first_null(self.cluster),
+            first_null(self.service),
+            first_null(self.ts),
+            first_null(self.requests),
+            first_null(self.errors),
+            key(self.cluster),
+            key(self.service),
+            first_bad(self.ts.values(), None, |t| (t < MIN_TS_MS) | (t > latest)),
+            self.interval.and_then(|a| {
+                first_bad(a.values(), a.nulls(), |v| v.wrapping_sub(1) >= max_interval)
+            }),
+            first_bad_pair(
+                self.errors.values(),
+                self.requests.values(),
+                None,
+                |e, r| e > r,
+            ),
+            self.retries.and_then(|a| {
+                first_bad_pair(a.values(), self.requests.values(), a.nulls(), |t, r| t > r)
+            }),
+            self.p50
+                .and_then(|a| first_bad(a.values(), a.nulls(), latency_bad)),
+            self.p99
+                .and_then(|a| first_bad(a.values(), a.nulls(), latency_bad)),
+        ];
+        candidates.into_iter().flatten().min()
     }
-    Ok(rows.len())
+
+    /// The series id of every row, interning new series in row order.
+    fn series_ids(
+        &self,
+        out: &mut JsonDecoder,
+        memo: &mut KeyMemo,
+    ) -> Result<ScalarBuffer<u32>, Rejection> {
+        let region = match self.region {
+            // All null is no region at all.
+            Some(r) if r.null_count() == r.len() => None,
+            other => other,
+        };
+        if let Some(ids) = memo.find(self.cluster, self.service, region) {
+            return Ok(ids);
+        }
+        let n = self.ts.len();
+        let mut ids = Vec::with_capacity(n);
+        match region {
+            None => {
+                for i in 0..n {
+                    ids.push(out.series_id(self.cluster.value(i), self.service.value(i), None)?);
+                }
+            }
+            Some(region) => {
+                for i in 0..n {
+                    let r = region.is_valid(i).then(|| region.value(i));
+                    ids.push(out.series_id(self.cluster.value(i), self.service.value(i), r)?);
+                }
+            }
+        }
+        let ids = ScalarBuffer::from(ids);
+        memo.remember(self.cluster, self.service, region, &ids);
+        Ok(ids)
+    }
+
+    /// The checked rows in the internal schema, sharing this batch's buffers where the type
+    /// already matches.
+    fn to_chunk(&self, ids: ScalarBuffer<u32>) -> Chunk {
+        let n = ids.len();
+        Chunk {
+            series_id: U32s::new(ids, None),
+            // Checked: no nulls. Any time zone on the wire: the values are UTC epoch ms.
+            ts: Stamps::new(self.ts.values().clone(), None).with_timezone(utc()),
+            interval_ms: match self.interval {
+                None => U32s::new(filled(DEFAULT_INTERVAL_MS, n), None),
+                Some(a) => with_default(a, DEFAULT_INTERVAL_MS),
+            },
+            requests: U64s::new(self.requests.values().clone(), None),
+            errors: U64s::new(self.errors.values().clone(), None),
+            retries: optional(self.retries, n),
+            latency_p50_ms: optional(self.p50, n),
+            latency_p99_ms: optional(self.p99, n),
+            db_pool_active: optional(self.active, n),
+            db_pool_max: optional(self.max, n),
+            db_pool_pending: optional(self.pending, n),
+        }
+    }
+}
+
+/// An optional column as the internal batch holds it: shared when it has no null, copied with
+/// 0 in the null slots when it has some (what a row-by-row builder would have written, so the
+/// batch does not depend on whatever a producer left under its nulls), all null when absent.
+fn optional<T: ArrowPrimitiveType>(a: Option<&PrimitiveArray<T>>, n: usize) -> PrimitiveArray<T> {
+    let all_null = || {
+        PrimitiveArray::new(
+            filled(T::Native::default(), n),
+            Some(NullBuffer::new_null(n)),
+        )
+    };
+    let Some(a) = a else {
+        return all_null();
+    };
+    match a.nulls().filter(|nulls| nulls.null_count() > 0) {
+        None => PrimitiveArray::new(a.values().clone(), None),
+        Some(nulls) if nulls.null_count() == n => all_null(),
+        Some(nulls) => PrimitiveArray::new(
+            replace_nulls(a.values(), nulls, T::Native::default()).into(),
+            Some(nulls.clone()),
+        ),
+    }
+}
+
+/// A column whose nulls mean `default`, without nulls.
+fn with_default<T: ArrowPrimitiveType>(
+    a: &PrimitiveArray<T>,
+    default: T::Native,
+) -> PrimitiveArray<T> {
+    match a.nulls().filter(|nulls| nulls.null_count() > 0) {
+        None => PrimitiveArray::new(a.values().clone(), None),
+        Some(nulls) => PrimitiveArray::new(replace_nulls(a.values(), nulls, default).into(), None),
+    }
+}
+
+/// `values` with `fill` in every null slot, validity read 64 bits at a time.
+fn replace_nulls<T: Copy>(values: &[T], nulls: &NullBuffer, fill: T) -> Vec<T> {
+    let mut out = Vec::with_capacity(values.len());
+    let bits = nulls.inner().bit_chunks();
+    for (block, valid) in values.chunks(BLOCK).zip(bits.iter_padded()) {
+        out.extend(
+            block
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| if valid >> j & 1 == 1 { v } else { fill }),
+        );
+    }
+    out
+}
+
+/// Key column sets (cluster, service, region) of recent Arrow batches, with their series ids.
+///
+/// A producer that sends one interval of its series per message sends the same key columns
+/// message after message. Comparing a batch's key columns with a remembered set costs one
+/// `memcmp` over their bytes, against two string comparisons (or hash lookups) per row, and
+/// the ids come back as a shared buffer. The ids are those the interner gave, and looking the
+/// same rows up again would change nothing (a region is only ever set once), so a match is
+/// exactly what row-by-row interning would give.
+#[derive(Debug, Default)]
+pub(crate) struct KeyMemo {
+    /// Most recently used first.
+    sets: Vec<KeySet>,
+}
+
+/// How many key sets are remembered (producers, or partitions, interleaving).
+const MEMO_SETS: usize = 8;
+/// Key sets with more bytes than this are not remembered, so the memo stays small.
+const MEMO_MAX_BYTES: usize = 1 << 20;
+
+#[derive(Debug)]
+struct KeySet {
+    cluster: KeyColumn,
+    service: KeyColumn,
+    /// `None`: no region column, or only nulls in it.
+    region: Option<KeyColumn>,
+    ids: ScalarBuffer<u32>,
+}
+
+/// One string column without nulls, copied: offsets from 0 and the bytes they index.
+#[derive(Debug)]
+struct KeyColumn {
+    offsets: Vec<i32>,
+    data: Vec<u8>,
+}
+
+impl KeyColumn {
+    fn of(a: &arrow_array::StringArray) -> Self {
+        let offsets = a.value_offsets();
+        let base = offsets.first().copied().unwrap_or(0);
+        Self {
+            offsets: offsets.iter().map(|o| o - base).collect(),
+            data: string_bytes(a).to_vec(),
+        }
+    }
+
+    fn matches(&self, a: &arrow_array::StringArray) -> bool {
+        let offsets = a.value_offsets();
+        if offsets.len() != self.offsets.len() || a.null_count() > 0 {
+            return false;
+        }
+        let base = offsets.first().copied().unwrap_or(0);
+        let same_offsets = if base == 0 {
+            offsets == self.offsets.as_slice()
+        } else {
+            offsets
+                .iter()
+                .zip(&self.offsets)
+                .all(|(o, m)| o - base == *m)
+        };
+        same_offsets && string_bytes(a) == self.data.as_slice()
+    }
+}
+
+/// The value bytes a string array's offsets cover.
+fn string_bytes(a: &arrow_array::StringArray) -> &[u8] {
+    let offsets = a.value_offsets();
+    let (start, end) = (
+        offsets.first().copied().unwrap_or(0),
+        offsets.last().copied().unwrap_or(0),
+    );
+    a.value_data()
+        .get(start as usize..end as usize)
+        .unwrap_or_default()
+}
+
+impl KeyMemo {
+    /// The ids of a remembered set equal to these columns.
+    fn find(
+        &mut self,
+        cluster: &arrow_array::StringArray,
+        service: &arrow_array::StringArray,
+        region: Option<&arrow_array::StringArray>,
+    ) -> Option<ScalarBuffer<u32>> {
+        let at = self.sets.iter().position(|set| {
+            set.cluster.matches(cluster)
+                && set.service.matches(service)
+                && match (&set.region, region) {
+                    (None, None) => true,
+                    (Some(m), Some(r)) => m.matches(r),
+                    _ => false,
+                }
+        })?;
+        let ids = self.sets[at].ids.clone();
+        // Most recently used first, so the next lookup from the same producer is the first.
+        self.sets[..=at].rotate_right(1);
+        Some(ids)
+    }
+
+    /// Remembers the ids of these columns, if they are worth it (no null in a key, not huge).
+    fn remember(
+        &mut self,
+        cluster: &arrow_array::StringArray,
+        service: &arrow_array::StringArray,
+        region: Option<&arrow_array::StringArray>,
+        ids: &ScalarBuffer<u32>,
+    ) {
+        let columns = [Some(cluster), Some(service), region];
+        let bytes: usize = columns
+            .iter()
+            .flatten()
+            .map(|a| string_bytes(a).len())
+            .sum();
+        if bytes > MEMO_MAX_BYTES || columns.iter().flatten().any(|a| a.null_count() > 0) {
+            return;
+        }
+        if self.sets.len() >= MEMO_SETS {
+            self.sets.pop();
+        }
+        self.sets.insert(
+            0,
+            KeySet {
+                cluster: KeyColumn::of(cluster),
+                service: KeyColumn::of(service),
+                region: region.map(KeyColumn::of),
+                ids: ids.clone(),
+            },
+        );
+    }
+}
+
+/// Rows per block of the column checks: one bit of a `u64` mask each.
+const BLOCK: usize = 64;
+
+/// The first null of a column, if any.
+fn first_null(a: &dyn Array) -> Option<usize> {
+    let nulls = a.nulls().filter(|n| n.null_count() > 0)?;
+    nulls.iter().position(|valid| !valid)
+}
+
+/// The first row, among those valid in `valid` (all when `None`), for which `bad` holds.
+///
+/// Without nulls, one branch-free pass over the whole column says whether any row is bad (the
+/// common answer being no). Otherwise, or to find the row, a block of 64 rows at a time: `bad`
+/// runs on every row of the block into a bit mask, masked by the validity bits of the block,
+/// read 64 at a time; the first block with a bad row has its lowest set bit taken.
+fn first_bad<T: Copy>(
+    values: &[T],
+    valid: Option<&NullBuffer>,
+    bad: impl Fn(T) -> bool,
+) -> Option<usize> {
+    first_bad_pair(values, values, valid, |a, _| bad(a))
+}
+
+/// [`first_bad`] over two columns of equal length, row by row.
+fn first_bad_pair<A: Copy, B: Copy>(
+    a: &[A],
+    b: &[B],
+    valid: Option<&NullBuffer>,
+    bad: impl Fn(A, B) -> bool,
+) -> Option<usize> {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let valid = valid.filter(|v| v.null_count() > 0);
+    if valid.is_some_and(|v| v.null_count() == v.len()) {
+        // Nothing valid, nothing to check.
+        return None;
+    }
+    if valid.is_none() {
+        // The common case, nothing bad: one pass counting bad rows, which the compiler
+        // vectorises (a boolean `any` would become a loop with an early exit instead).
+        let any = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| usize::from(bad(x, y)))
+            .sum::<usize>()
+            > 0;
+        if !any {
+            return None;
+        }
+    }
+    let valid_chunks = valid.map(|v| v.inner().bit_chunks());
+    let mut valid_bits = valid_chunks.as_ref().map(|c| c.iter_padded());
+    let mask_of = |a: &[A], b: &[B]| {
+        let mut mask = 0u64;
+        for (j, (&x, &y)) in a.iter().zip(b).enumerate() {
+            mask |= u64::from(bad(x, y)) << j;
+        }
+        mask
+    };
+    let mut blocks = a.chunks_exact(BLOCK).zip(b.chunks_exact(BLOCK));
+    let mut start = 0;
+    for (ca, cb) in blocks.by_ref() {
+        let mut mask = mask_of(ca, cb);
+        if let Some(bits) = valid_bits.as_mut() {
+            mask &= bits.next().unwrap_or(0);
+        }
+        if mask != 0 {
+            return Some(start + mask.trailing_zeros() as usize);
+        }
+        start += BLOCK;
+    }
+    let mut mask = mask_of(&a[start..], &b[start..]);
+    if let Some(bits) = valid_bits.as_mut() {
+        mask &= bits.next().unwrap_or(0);
+    }
+    (mask != 0).then(|| start + mask.trailing_zeros() as usize)
 }
 
 /// Samples back from a wire-schema batch without checks (for tests and tools).
@@ -360,8 +800,458 @@ pub fn batch_to_samples(batch: &RecordBatch) -> Result<Vec<Sample>, Rejection> {
 /// Every sample of one IPC message, without the row checks (for tests and tools).
 pub fn decode_samples(msg: &[u8]) -> Result<Vec<Sample>, Rejection> {
     let mut out = Vec::new();
-    for b in read_batches(msg)? {
+    for b in read_batches(Buffer::from_slice_ref(msg))? {
         out.extend(batch_to_samples(&b)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::DecoderOptions;
+    use arrow_array::{
+        Float64Array, StringArray, TimestampMillisecondArray, UInt32Array, UInt64Array,
+    };
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+    const LIMITS: RowLimits = RowLimits {
+        now_ms: NOW,
+        max_future_ms: 86_400_000,
+    };
+
+    fn json_decoder() -> JsonDecoder {
+        JsonDecoder::new(DecoderOptions {
+            now_ms: Some(NOW),
+            ..DecoderOptions::default()
+        })
+    }
+
+    /// The row-by-row decoder this module's column checks replaced: every row through
+    /// [`Cols::row`] and [`check_row`], then appended one by one.
+    fn row_by_row(batches: &[RecordBatch], out: &mut JsonDecoder) -> Result<usize, Rejection> {
+        let mut rows = Vec::new();
+        let mut index = 0;
+        for batch in batches {
+            let cols = Cols::new(batch)?;
+            for i in 0..batch.num_rows() {
+                let at =
+                    |r: Rejection| Rejection::new(r.reason, format!("row {index}: {}", r.detail));
+                let row = cols.row(i).map_err(at)?;
+                check_row(&row, LIMITS).map_err(at)?;
+                rows.push(row);
+                index += 1;
+            }
+        }
+        for row in &rows {
+            out.push_row(row)?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Decodes with both and checks they agree on the outcome, the batch (values under nulls
+    /// included) and the interned series.
+    /// Decodes with both and checks they agree on the outcome, the batch (values under nulls
+    /// included) and the interned series; twice, the second time with the key sets the first
+    /// one remembered.
+    fn agree(batches: &[RecordBatch]) -> Result<Result<usize, Rejection>, TestCaseError> {
+        let (mut columnar, mut reference) = (json_decoder(), json_decoder());
+        let mut memo = KeyMemo::default();
+        let mut outcome = None;
+        for _ in 0..2 {
+            let got = decode_batches(batches, LIMITS, &mut columnar, &mut memo);
+            let want = row_by_row(batches, &mut reference);
+            prop_assert_eq!(&got, &want);
+            let (a, b) = (columnar.flush(), reference.flush());
+            prop_assert_eq!(a.is_some(), b.is_some());
+            if let (Some(a), Some(b)) = (a, b) {
+                prop_assert_eq!(&a, &b);
+                // Values under nulls too: the batch must not depend on what a producer left
+                // there.
+                let raw = |a: &ArrayRef| {
+                    let d = a.to_data();
+                    let width = d.data_type().primitive_width().unwrap_or(0);
+                    d.buffers()[0].as_slice()[d.offset() * width..(d.offset() + d.len()) * width]
+                        .to_vec()
+                };
+                for (ca, cb) in a.columns().iter().zip(b.columns()) {
+                    prop_assert_eq!(raw(ca), raw(cb), "values of {}", ca.data_type());
+                }
+            }
+            prop_assert_eq!(columnar.interner().keys(), reference.interner().keys());
+            outcome = Some(got);
+        }
+        outcome.ok_or_else(|| TestCaseError::fail("no outcome"))
+    }
+
+    /// A wire batch of the given columns (all optional ones present, nullable everywhere).
+    #[allow(clippy::too_many_arguments)]
+    fn batch(
+        ts: Vec<Option<i64>>,
+        cluster: Vec<Option<&str>>,
+        service: Vec<Option<&str>>,
+        region: Vec<Option<&str>>,
+        interval: Vec<Option<u32>>,
+        requests: Vec<Option<u64>>,
+        errors: Vec<Option<u64>>,
+        retries: Vec<Option<u64>>,
+        p50: Vec<Option<f64>>,
+    ) -> RecordBatch {
+        use detector::schema as s;
+        let n = ts.len();
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (s::TS, Arc::new(TimestampMillisecondArray::from(ts))),
+            (CLUSTER, Arc::new(StringArray::from(cluster))),
+            (SERVICE, Arc::new(StringArray::from(service))),
+            (REGION, Arc::new(StringArray::from(region))),
+            (s::INTERVAL_MS, Arc::new(UInt32Array::from(interval))),
+            (s::REQUESTS, Arc::new(UInt64Array::from(requests))),
+            (s::ERRORS, Arc::new(UInt64Array::from(errors))),
+            (s::RETRIES, Arc::new(UInt64Array::from(retries))),
+            (s::LATENCY_P50_MS, Arc::new(Float64Array::from(p50))),
+            (
+                s::DB_POOL_MAX,
+                Arc::new(UInt32Array::from(vec![Some(7); n])),
+            ),
+        ];
+        let batch = RecordBatch::try_from_iter_with_nullable(
+            columns.into_iter().map(|(name, a)| (name, a, true)),
+        );
+        batch.unwrap()
+    }
+
+    /// `n` good rows of two series, then `edit` applied to them.
+    fn edited(n: usize, edit: &dyn Fn(&mut Vec<RowValues>)) -> RecordBatch {
+        let mut rows: Vec<RowValues> = (0..n)
+            .map(|i| RowValues {
+                ts: Some(NOW - 10_000 * i as i64),
+                cluster: Some(if i % 2 == 0 { "c1" } else { "c2" }),
+                service: Some("api"),
+                region: None,
+                interval: Some(10_000),
+                requests: Some(100),
+                errors: Some(1),
+                retries: Some(2),
+                p50: Some(1.5),
+            })
+            .collect();
+        edit(&mut rows);
+        batch(
+            rows.iter().map(|r| r.ts).collect(),
+            rows.iter().map(|r| r.cluster).collect(),
+            rows.iter().map(|r| r.service).collect(),
+            rows.iter().map(|r| r.region).collect(),
+            rows.iter().map(|r| r.interval).collect(),
+            rows.iter().map(|r| r.requests).collect(),
+            rows.iter().map(|r| r.errors).collect(),
+            rows.iter().map(|r| r.retries).collect(),
+            rows.iter().map(|r| r.p50).collect(),
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    struct RowValues {
+        ts: Option<i64>,
+        cluster: Option<&'static str>,
+        service: Option<&'static str>,
+        region: Option<&'static str>,
+        interval: Option<u32>,
+        requests: Option<u64>,
+        errors: Option<u64>,
+        retries: Option<u64>,
+        p50: Option<f64>,
+    }
+
+    #[test]
+    fn column_checks_name_the_first_bad_row_like_the_row_checks() {
+        type Edit = fn(&mut RowValues);
+        // (name, edit of the bad rows, reason, detail fragment)
+        let cases: Vec<(&str, Edit, RejectReason, &str)> = vec![
+            (
+                "null cluster",
+                |r| r.cluster = None,
+                RejectReason::MissingField,
+                "cluster is null",
+            ),
+            (
+                "null ts",
+                |r| r.ts = None,
+                RejectReason::MissingField,
+                "ts is null",
+            ),
+            (
+                "null requests",
+                |r| r.requests = None,
+                RejectReason::MissingField,
+                "requests is null",
+            ),
+            (
+                "null errors",
+                |r| r.errors = None,
+                RejectReason::MissingField,
+                "errors is null",
+            ),
+            (
+                "empty service",
+                |r| r.service = Some(""),
+                RejectReason::InvalidKey,
+                "service is empty",
+            ),
+            (
+                "ts before year 0",
+                |r| r.ts = Some(i64::MIN),
+                RejectReason::InvalidTimestamp,
+                "outside",
+            ),
+            (
+                "ts in the future",
+                |r| r.ts = Some(NOW + 86_400_001),
+                RejectReason::FutureTimestamp,
+                "ahead",
+            ),
+            (
+                "zero interval",
+                |r| r.interval = Some(0),
+                RejectReason::InvalidInterval,
+                "found 0",
+            ),
+            (
+                "interval over a day",
+                |r| r.interval = Some(86_400_001),
+                RejectReason::InvalidInterval,
+                "86400001",
+            ),
+            (
+                "errors over requests",
+                |r| r.errors = Some(101),
+                RejectReason::ErrorsExceedRequests,
+                "errors 101 > requests 100",
+            ),
+            (
+                "retries over requests",
+                |r| r.retries = Some(101),
+                RejectReason::RetriesExceedRequests,
+                "retries 101",
+            ),
+            (
+                "NaN latency",
+                |r| r.p50 = Some(f64::NAN),
+                RejectReason::NotFinite,
+                "latency_p50_ms",
+            ),
+            (
+                "infinite latency",
+                |r| r.p50 = Some(f64::INFINITY),
+                RejectReason::NotFinite,
+                "latency_p50_ms",
+            ),
+            (
+                "negative latency",
+                |r| r.p50 = Some(-0.5),
+                RejectReason::InvalidValue,
+                "negative",
+            ),
+        ];
+        // A bad row first, in the middle, last; in a batch longer than one 64-row block, and
+        // twice (the first one is named).
+        for (name, edit, reason, detail) in cases {
+            for (n, bad) in [
+                (3, vec![0]),
+                (3, vec![1]),
+                (3, vec![2]),
+                (150, vec![70, 149]),
+                (150, vec![149]),
+            ] {
+                let b = edited(n, &|rows| bad.iter().for_each(|&i| edit(&mut rows[i])));
+                let got = agree(std::slice::from_ref(&b)).unwrap();
+                let err = got.unwrap_err();
+                assert_eq!(err.reason, reason, "case {name:?} rows {bad:?}: {err}");
+                assert!(
+                    err.detail.starts_with(&format!("row {}: ", bad[0])),
+                    "case {name:?} rows {bad:?}: {err}"
+                );
+                assert!(
+                    err.detail.contains(detail),
+                    "case {name:?} rows {bad:?}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nulls_in_optional_columns_are_accepted_and_stored_as_nulls() {
+        // (name, edit)
+        type Edit = fn(&mut RowValues);
+        let cases: Vec<(&str, Edit)> = vec![
+            ("null interval means the default", |r| r.interval = None),
+            ("null retries", |r| r.retries = None),
+            ("null latency", |r| r.p50 = None),
+            ("null region", |r| r.region = None),
+            ("region on some rows", |r| r.region = Some("eu-west-1")),
+        ];
+        for (name, edit) in cases {
+            for bad in [vec![0], vec![5], vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9]] {
+                let b = edited(10, &|rows| bad.iter().for_each(|&i| edit(&mut rows[i])));
+                let got = agree(std::slice::from_ref(&b)).unwrap();
+                assert_eq!(got, Ok(10), "case {name:?} rows {bad:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_under_nulls_are_never_checked() {
+        // A NaN latency, an oversized retry count and a zero interval hidden under nulls.
+        let b = edited(4, &|_| {});
+        let mut cols = b.columns().to_vec();
+        let schema = b.schema();
+        let nulls = Some(NullBuffer::from(vec![true, false, true, false]));
+        let replace = |name: &str, a: ArrayRef, cols: &mut Vec<ArrayRef>| {
+            cols[schema.index_of(name).unwrap()] = a;
+        };
+        replace(
+            detector::schema::LATENCY_P50_MS,
+            Arc::new(Float64Array::new(
+                vec![1.0, f64::NAN, 2.0, -1.0].into(),
+                nulls.clone(),
+            )),
+            &mut cols,
+        );
+        replace(
+            detector::schema::RETRIES,
+            Arc::new(UInt64Array::new(
+                vec![1, u64::MAX, 2, 1000].into(),
+                nulls.clone(),
+            )),
+            &mut cols,
+        );
+        replace(
+            detector::schema::INTERVAL_MS,
+            Arc::new(UInt32Array::new(vec![1000, 0, 2000, 0].into(), nulls)),
+            &mut cols,
+        );
+        let b = RecordBatch::try_new(schema.clone(), cols).unwrap();
+        assert_eq!(agree(&[b]).unwrap(), Ok(4));
+    }
+
+    #[test]
+    fn sliced_batches_and_several_batches_per_message() {
+        let whole = edited(200, &|rows| {
+            rows[3].errors = Some(500);
+            rows[150].region = Some("us-east-1");
+            rows[160].retries = None;
+        });
+        // (name, batches, expected outcome)
+        let cases: Vec<(&str, Vec<RecordBatch>, Result<usize, RejectReason>)> = vec![
+            ("slice past the bad row", vec![whole.slice(4, 196)], Ok(196)),
+            (
+                "slice starting on it",
+                vec![whole.slice(3, 10)],
+                Err(RejectReason::ErrorsExceedRequests),
+            ),
+            ("odd offset, short", vec![whole.slice(5, 3)], Ok(3)),
+            ("offset not on a block", vec![whole.slice(67, 130)], Ok(130)),
+            ("empty slice", vec![whole.slice(10, 0)], Ok(0)),
+            (
+                "two batches",
+                vec![whole.slice(4, 60), whole.slice(100, 100)],
+                Ok(160),
+            ),
+            (
+                "bad row in the second batch",
+                vec![whole.slice(4, 60), whole.slice(0, 10)],
+                Err(RejectReason::ErrorsExceedRequests),
+            ),
+        ];
+        for (name, batches, want) in cases {
+            let got = agree(&batches).unwrap();
+            assert_eq!(got.map_err(|e| e.reason), want, "case {name:?}");
+        }
+        // The second batch's bad row is numbered across the message.
+        let err = agree(&[whole.slice(4, 60), whole.slice(0, 10)])
+            .unwrap()
+            .unwrap_err();
+        assert!(err.detail.starts_with("row 63: "), "{err}");
+    }
+
+    #[test]
+    fn remembered_key_columns_give_the_interners_ids() {
+        let mut dec = json_decoder();
+        let mut memo = KeyMemo::default();
+        let a = edited(6, &|_| {});
+        let with_region = edited(6, &|rows| rows[1].region = Some("eu-west-1"));
+        let other_order = edited(6, &|rows| rows.reverse());
+        let mut reference = json_decoder();
+        // (name, batch): each decoded by the memo-using decoder and the reference.
+        let cases = [
+            ("first time", a.clone()),
+            ("same keys again", a.clone()),
+            ("a region arrives", with_region.clone()),
+            ("same keys with the region", with_region),
+            ("same keys without it", a.clone()),
+            ("other order", other_order),
+            ("back to the first", a),
+        ];
+        for (name, b) in cases {
+            let got = decode_batches(std::slice::from_ref(&b), LIMITS, &mut dec, &mut memo);
+            let want = row_by_row(std::slice::from_ref(&b), &mut reference);
+            assert_eq!(got, want, "case {name:?}");
+            assert_eq!(dec.flush(), reference.flush(), "case {name:?}");
+            assert_eq!(
+                dec.interner().keys(),
+                reference.interner().keys(),
+                "case {name:?}"
+            );
+        }
+        assert!(!memo.sets.is_empty());
+    }
+
+    fn cell<T: Clone + std::fmt::Debug + 'static>(
+        good: T,
+        bad: Vec<T>,
+    ) -> impl Strategy<Value = T> {
+        let bad = prop::sample::select(bad);
+        prop_oneof![8 => Just(good), 1 => bad]
+    }
+
+    prop_compose! {
+        fn row_values()(
+            ts in cell(Some(NOW - 5_000), vec![None, Some(i64::MIN), Some(i64::MAX), Some(NOW + 86_400_001)]),
+            cluster in cell(Some("c1"), vec![None, Some(""), Some("c2"), Some("c3")]),
+            service in cell(Some("api"), vec![None, Some(""), Some("web")]),
+            region in cell(None, vec![Some(""), Some("eu"), Some("us")]),
+            interval in cell(Some(10_000u32), vec![None, Some(0), Some(86_400_001), Some(86_400_000)]),
+            requests in cell(Some(100u64), vec![None, Some(0), Some(u64::MAX)]),
+            errors in cell(Some(3u64), vec![None, Some(100), Some(101)]),
+            retries in cell(Some(2u64), vec![None, Some(100), Some(101)]),
+            p50 in cell(Some(1.5f64), vec![None, Some(f64::NAN), Some(-0.0), Some(-1.0), Some(f64::INFINITY), Some(f64::MAX)]),
+        ) -> RowValues {
+            RowValues { ts, cluster, service, region, interval, requests, errors, retries, p50 }
+        }
+    }
+
+    proptest! {
+        /// Whatever the rows, sliced or split however, the column checks and the row checks
+        /// agree: same outcome, same rejection (reason and detail), same batch, same series.
+        #[test]
+        fn columnar_decoding_agrees_with_row_by_row(
+            rows in prop::collection::vec(row_values(), 0..150),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+            offset in 0usize..5,
+        ) {
+            let rows = rows.clone();
+            let whole = edited(rows.len(), &|r| *r = rows.clone());
+            let offset = offset.min(whole.num_rows());
+            let rest = whole.slice(offset, whole.num_rows() - offset);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(rest.num_rows() + 1)).collect();
+            at.sort_unstable();
+            let mut batches = Vec::new();
+            let mut start = 0;
+            for end in at.into_iter().chain([rest.num_rows()]) {
+                batches.push(rest.slice(start, end - start));
+                start = end;
+            }
+            let _outcome = agree(&batches)?;
+        }
+    }
 }

@@ -186,6 +186,8 @@ pub struct MessageDecoder {
     json: JsonDecoder,
     max_arrow_bytes: usize,
     prom: PromAssembler,
+    /// Series ids of the key columns of recent Arrow batches.
+    arrow_keys: crate::arrow_ipc::KeyMemo,
 }
 
 impl MessageDecoder {
@@ -199,6 +201,7 @@ impl MessageDecoder {
             json: JsonDecoder::with_interner(opts.decoder, interner),
             max_arrow_bytes: opts.max_arrow_bytes,
             prom: PromAssembler::default(),
+            arrow_keys: Default::default(),
         }
     }
 
@@ -206,24 +209,49 @@ impl MessageDecoder {
     /// series is interned.
     pub fn decode(&mut self, format: &Format, msg: &[u8]) -> Result<Accepted, Rejection> {
         match format {
-            Format::Json => self.json.decode(msg).map(|()| Accepted::Rows(1)),
-            Format::ArrowIpc => {
-                let limits = self.limits();
-                crate::arrow_ipc::decode_into(msg, self.max_arrow_bytes, limits, &mut self.json)
-                    .map(|n| {
-                        if n == 0 {
-                            Accepted::Ignored(Ignored::Empty)
-                        } else {
-                            Accepted::Rows(n)
-                        }
-                    })
+            Format::ArrowIpc => self.decode_arrow(crate::arrow_ipc::Message::Lent(msg)),
+            _ => self.decode_text(format, msg),
+        }
+    }
+
+    /// [`decode`](Self::decode) for a message the caller no longer needs: an Arrow IPC message
+    /// is then read in place instead of being copied first (its arrays become the batch's
+    /// columns, which must own their bytes). The same rows and rejections either way.
+    pub fn decode_owned(&mut self, format: &Format, msg: Vec<u8>) -> Result<Accepted, Rejection> {
+        match format {
+            Format::ArrowIpc => self.decode_arrow(crate::arrow_ipc::Message::Given(msg)),
+            _ => self.decode_text(format, &msg),
+        }
+    }
+
+    fn decode_arrow(&mut self, msg: crate::arrow_ipc::Message<'_>) -> Result<Accepted, Rejection> {
+        let limits = self.limits();
+        crate::arrow_ipc::decode_into(
+            msg,
+            self.max_arrow_bytes,
+            limits,
+            &mut self.json,
+            &mut self.arrow_keys,
+        )
+        .map(|n| {
+            if n == 0 {
+                Accepted::Ignored(Ignored::Empty)
+            } else {
+                Accepted::Rows(n)
             }
+        })
+    }
+
+    fn decode_text(&mut self, format: &Format, msg: &[u8]) -> Result<Accepted, Rejection> {
+        match format {
+            Format::Json => self.json.decode(msg).map(|()| Accepted::Rows(1)),
             Format::PromAdapter(mapping) => {
                 let limits = self.limits();
                 let max_bytes = self.json.options().max_message_bytes;
                 self.prom
                     .decode(mapping, msg, max_bytes, limits, &mut self.json)
             }
+            Format::ArrowIpc => self.decode_arrow(crate::arrow_ipc::Message::Lent(msg)),
         }
     }
 

@@ -673,3 +673,239 @@ fn parse_sample_agrees_with_the_decoder() {
         );
     }
 }
+
+/// A wire batch of `n` good rows (two series) whose column `name` is replaced by `column(n)`.
+fn with_column(n: usize, name: &str, column: &dyn Fn(usize) -> ArrayRef) -> Vec<u8> {
+    let rows: Vec<Sample> = (0..n)
+        .map(|i| {
+            let mut s = full_sample("2026-02-12T21:20:10Z", if i % 2 == 0 { "a" } else { "b" });
+            s.ts_ms += i as i64;
+            s
+        })
+        .collect();
+    let good = arrow_ipc::samples_to_batch(&rows).unwrap();
+    let schema = good.schema();
+    let i = schema.index_of(name).unwrap();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut cols = good.columns().to_vec();
+    cols[i] = column(n);
+    fields[i] = Field::new(name, cols[i].data_type().clone(), true);
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    arrow_ipc::batch_to_ipc(&batch).unwrap()
+}
+
+#[test]
+fn arrow_nulls_in_required_columns_are_named_at_their_row() {
+    use arrow_array::{StringArray, TimestampMillisecondArray, UInt64Array};
+    // (column, a column of n values with nulls at `at`)
+    type Column = fn(usize, &[usize]) -> ArrayRef;
+    let columns: Vec<(&str, Column)> = vec![
+        ("cluster", |n, at| {
+            Arc::new(StringArray::from_iter(
+                (0..n).map(|i| (!at.contains(&i)).then_some("a")),
+            ))
+        }),
+        ("service", |n, at| {
+            Arc::new(StringArray::from_iter(
+                (0..n).map(|i| (!at.contains(&i)).then_some("s")),
+            ))
+        }),
+        ("ts", |n, at| {
+            let ts = ms("2026-02-12T21:20:10Z");
+            Arc::new(TimestampMillisecondArray::from_iter(
+                (0..n).map(|i| (!at.contains(&i)).then_some(ts)),
+            ))
+        }),
+        ("requests", |n, at| {
+            Arc::new(UInt64Array::from_iter(
+                (0..n).map(|i| (!at.contains(&i)).then_some(10_000)),
+            ))
+        }),
+        ("errors", |n, at| {
+            Arc::new(UInt64Array::from_iter(
+                (0..n).map(|i| (!at.contains(&i)).then_some(1)),
+            ))
+        }),
+    ];
+    // (where, rows, null rows): the first null is named.
+    let places: Vec<(&str, usize, Vec<usize>)> = vec![
+        ("first row", 5, vec![0]),
+        ("middle row", 5, vec![2]),
+        ("last row", 5, vec![4]),
+        ("only row", 1, vec![0]),
+        ("past the first 64-row block", 200, vec![130, 131]),
+        ("last of a long message", 200, vec![199]),
+    ];
+    for (name, column) in &columns {
+        for (place, n, at) in &places {
+            let msg = with_column(*n, name, &|n| column(n, at));
+            let mut dec = decoder();
+            let err = dec.decode(&Format::ArrowIpc, &msg).unwrap_err();
+            assert_eq!(
+                err.reason,
+                RejectReason::MissingField,
+                "{name} at {place}: {err}"
+            );
+            assert_eq!(
+                err.detail,
+                format!("row {}: {name} is null", at[0]),
+                "{name} at {place}"
+            );
+            assert!(
+                dec.is_empty() && dec.interner().is_empty(),
+                "{name} at {place}"
+            );
+        }
+    }
+}
+
+#[test]
+fn arrow_optional_nulls_and_defaults() {
+    use arrow_array::{Float64Array, UInt32Array};
+    let n = 130;
+    // (name, column, replacement, what each row must hold)
+    type Check = fn(usize, &Sample) -> bool;
+    let cases: Vec<(&str, &str, ArrayRef, Check)> = vec![
+        (
+            "null interval means the default",
+            "interval_ms",
+            Arc::new(UInt32Array::from_iter(
+                (0..n).map(|i| (i % 3 != 0).then_some(1_000)),
+            )),
+            |i, s| s.interval_ms == if i % 3 == 0 { 10_000 } else { 1_000 },
+        ),
+        (
+            "null latencies, one block and a bit",
+            "latency_p99_ms",
+            Arc::new(Float64Array::from_iter(
+                (0..n).map(|i| (i >= 64).then_some(i as f64)),
+            )),
+            |i, s| s.latency_p99_ms == (i >= 64).then_some(i as f64),
+        ),
+        (
+            "an all-null pool column",
+            "db_pool_max",
+            Arc::new(UInt32Array::from(vec![None; n])),
+            |_, s| s.db_pool_max.is_none(),
+        ),
+    ];
+    for (name, column, array, check) in cases {
+        let msg = with_column(n, column, &|_| array.clone());
+        let mut dec = decoder();
+        assert_eq!(
+            dec.decode(&Format::ArrowIpc, &msg),
+            Ok(Accepted::Rows(n)),
+            "case {name:?}"
+        );
+        let rows = drain(&mut dec);
+        for (i, s) in rows.iter().enumerate() {
+            assert!(check(i, s), "case {name:?}: row {i} is {s:?}");
+        }
+    }
+}
+
+#[test]
+fn arrow_producers_repeating_their_series_keep_their_ids() {
+    // One producer's interval after interval (the same key columns each time), then a second
+    // producer interleaved, a region arriving late, and an order change.
+    let tick = |t: i64, clusters: &[&str], region: Option<&str>| {
+        let rows: Vec<Sample> = clusters
+            .iter()
+            .map(|c| {
+                let mut s = Sample::new(ms("2026-02-12T21:20:00Z") + t * 10_000, *c, "api", 10, 1);
+                s.region = region.map(str::to_owned);
+                s
+            })
+            .collect();
+        (arrow_ipc::encode(&rows).unwrap(), rows)
+    };
+    let a = ["a1", "a2", "a3"];
+    let b = ["b1", "b2"];
+    let messages = vec![
+        tick(0, &a, None),
+        tick(1, &a, None),
+        tick(1, &b, Some("eu")),
+        tick(2, &a, Some("us")),
+        tick(2, &b, Some("eu")),
+        tick(3, &["a3", "a1", "a2"], Some("us")),
+        tick(4, &a, None),
+    ];
+    let mut dec = decoder();
+    let mut want = Vec::new();
+    for (msg, rows) in &messages {
+        assert_eq!(
+            dec.decode(&Format::ArrowIpc, msg),
+            Ok(Accepted::Rows(rows.len()))
+        );
+        want.extend(rows.iter().cloned());
+    }
+    let got = drain(&mut dec);
+    let keys: Vec<(String, Option<String>)> = dec
+        .interner()
+        .keys()
+        .iter()
+        .map(|k| (k.cluster.clone(), k.region.clone()))
+        .collect();
+    let expected: Vec<(String, Option<String>)> = [
+        ("a1", Some("us")),
+        ("a2", Some("us")),
+        ("a3", Some("us")),
+        ("b1", Some("eu")),
+        ("b2", Some("eu")),
+    ]
+    .iter()
+    .map(|(c, r)| (c.to_string(), r.map(str::to_owned)))
+    .collect();
+    assert_eq!(keys, expected);
+    // Every row kept its series (and so its key) whatever the region it arrived with.
+    let strip = |s: &Sample| (s.ts_ms, s.cluster.clone());
+    assert_eq!(
+        got.iter().map(strip).collect::<Vec<_>>(),
+        want.iter().map(strip).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn owned_and_lent_messages_decode_alike() {
+    let good = arrow_ipc::encode(&[
+        full_sample("2026-02-12T21:20:10Z", "a"),
+        full_sample("2026-02-12T21:20:10Z", "b"),
+    ])
+    .unwrap();
+    let mut bad_row = full_sample("2026-02-12T21:20:10Z", "c");
+    bad_row.errors = bad_row.requests + 1;
+    // (name, format, message)
+    let cases: Vec<(&str, Format, Vec<u8>)> = vec![
+        ("arrow", Format::ArrowIpc, good.clone()),
+        (
+            "arrow, bad row",
+            Format::ArrowIpc,
+            arrow_ipc::encode(&[bad_row]).unwrap(),
+        ),
+        (
+            "arrow, truncated",
+            Format::ArrowIpc,
+            good[..good.len() / 2].to_vec(),
+        ),
+        (
+            "arrow, empty",
+            Format::ArrowIpc,
+            arrow_ipc::encode(&[]).unwrap(),
+        ),
+        (
+            "json",
+            Format::Json,
+            full_sample("2026-02-12T21:20:10Z", "a")
+                .to_json_line()
+                .into_bytes(),
+        ),
+        ("json, bad", Format::Json, b"{\"ts\":1}".to_vec()),
+    ];
+    for (name, format, msg) in cases {
+        let (mut lent, mut owned) = (decoder(), decoder());
+        let a = lent.decode(&format, &msg);
+        let b = owned.decode_owned(&format, msg);
+        assert_eq!(a, b, "case {name:?}");
+        assert_eq!(lent.flush(), owned.flush(), "case {name:?}");
+    }
+}

@@ -230,6 +230,33 @@ proptest! {
         }
     }
 
+    /// A message handed over ([`MessageDecoder::decode_owned`]) decodes exactly as a lent
+    /// one, valid or mangled, in any format.
+    #[test]
+    fn owned_messages_decode_like_lent_ones(
+        samples in proptest::collection::vec(sample(), 0..20),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    ) {
+        for f in formats() {
+            let (mut lent, mut owned) = (decoder(8), decoder(8));
+            for s in &samples {
+                for mut msg in encode(&f, s) {
+                    for (at, byte) in &edits {
+                        let i = at.index(msg.len());
+                        msg[i] ^= byte;
+                    }
+                    let a = lent.decode(&f, &msg);
+                    prop_assert_eq!(a, owned.decode_owned(&f, msg));
+                    if lent.is_full() {
+                        prop_assert_eq!(lent.flush(), owned.flush());
+                    }
+                }
+            }
+            prop_assert_eq!(lent.flush(), owned.flush());
+            prop_assert_eq!(lent.interner().keys(), owned.interner().keys());
+        }
+    }
+
     #[test]
     fn prom_adapter_round_trips_generated_scrapes(
         series in proptest::collection::vec((key(), key(), proptest::option::of(key())), 1..4),

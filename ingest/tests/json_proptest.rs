@@ -179,6 +179,50 @@ proptest! {
         }
     }
 
+    /// Series get their ids in first-seen order with their first non-empty region, whatever
+    /// the pattern they arrive in: a producer's fixed order repeated, with series swapped,
+    /// joining or leaving between rounds (the decoder guesses the next series from the order
+    /// it saw last; a wrong guess must cost nothing but time).
+    #[test]
+    fn series_ids_follow_first_sight_in_any_arrival_order(
+        n in 1usize..12,
+        rounds in 1usize..6,
+        swaps in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 0..8),
+        drops in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+        regions in proptest::collection::vec(proptest::option::of(prop::sample::select(vec!["", "eu", "us"])), 12),
+    ) {
+        let key = |i: usize| (format!("c{}", i % 3), format!("s{}", i / 3));
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut arrivals = Vec::new();
+        for round in 0..rounds {
+            let mut this = order.clone();
+            if let Some(d) = drops.get(round) {
+                this.remove(d.index(this.len()));
+            }
+            arrivals.extend(this);
+            if let Some((a, b)) = swaps.get(round) {
+                let (a, b) = (a.index(n), b.index(n));
+                order.swap(a, b);
+            }
+        }
+        let mut dec = decoder(1 << 16);
+        let mut plain = detector::SeriesInterner::new();
+        let mut want_ids = Vec::new();
+        for (k, &i) in arrivals.iter().enumerate() {
+            let (c, s) = key(i);
+            let region = regions[(i + k) % regions.len()];
+            let mut sample = Sample::new(1_770_931_200_000 + k as i64, c.clone(), s.clone(), 10, 1);
+            sample.region = region.map(str::to_owned);
+            dec.decode(sample.to_json_line().as_bytes()).unwrap();
+            want_ids.push(plain.intern(&c, &s, region).unwrap());
+        }
+        let ids: Vec<u32> = dec.flush().map_or_else(Vec::new, |b| {
+            b.column_by_name("series_id").unwrap().as_primitive::<UInt32Type>().values().to_vec()
+        });
+        prop_assert_eq!(ids, want_ids);
+        prop_assert_eq!(dec.interner().keys(), plain.keys());
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(msg in proptest::collection::vec(any::<u8>(), 0..300)) {
         let mut dec = decoder(8);

@@ -25,9 +25,19 @@
 //!
 //! # Output
 //!
-//! Accepted rows accumulate in Arrow builders and come out of [`JsonDecoder::flush`] as a
+//! Accepted rows accumulate in plain column vectors and come out of [`JsonDecoder::flush`] as a
 //! [`RecordBatch`] with exactly [`detector::schema::sample_schema`]. Series keys never enter
 //! the batch: the decoder's [`SeriesInterner`] maps them to dense ids, in first-seen order.
+//!
+//! # Speed
+//!
+//! A hand-written scanner reads the common shape (a flat object, strings without escapes,
+//! non-negative numbers) straight into a checked row; anything else goes to the general serde
+//! parser, which owns every rejection, so both paths reject alike. The last `ts` text is
+//! remembered with its value (every series of an interval carries the same). Series ids come
+//! from a cache that guesses the next series from the order producers send them in, then an
+//! index of one fast hash per key, and only then the interner. Rows accumulate in plain
+//! vectors, turned into Arrow arrays without a copy at [`JsonDecoder::flush`].
 //!
 //! # Rejections
 //!
@@ -40,23 +50,23 @@
 //! fields, `status`). Negative integer fields (counts and pool fields) are `negative_count`;
 //! everything wrong with `status`, including it not being an object, is `invalid_value`.
 
+mod columns;
 mod raw;
 mod reject;
 mod sample;
+mod scan;
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
-use arrow_array::builder::{
-    Float64Builder, TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
-use detector::SeriesInterner;
+use arrow_array::RecordBatch;
+use detector::{SeriesId, SeriesInterner};
 use serde::de::DeserializeSeed;
 
 pub use reject::{RejectReason, Rejection};
 pub use sample::Sample;
 
+pub(crate) use columns::{filled, utc, Chunk, Stamps, U32s, U64s};
+use columns::{Columns, SeriesCache};
 use raw::{describe, Ctx, FieldId, Raw, RawSample, SampleSeed, Status};
 use reject::echo;
 use RejectReason as R;
@@ -68,7 +78,7 @@ pub const MAX_INTERVAL_MS: u32 = 86_400_000;
 /// `interval_s` when the field is absent or null.
 pub const DEFAULT_INTERVAL_MS: u32 = 10_000;
 
-/// Builders are preallocated for at most this many rows, however large `batch_size` is.
+/// Columns are preallocated for at most this many rows, however large `batch_size` is.
 const MAX_PREALLOC_ROWS: usize = 1 << 16;
 
 /// Settings of a [`JsonDecoder`].
@@ -117,6 +127,8 @@ pub struct JsonDecoder {
     now_ms: i64,
     cols: Columns,
     interner: SeriesInterner,
+    series: SeriesCache,
+    stamps: scan::StampCache,
 }
 
 impl JsonDecoder {
@@ -130,8 +142,10 @@ impl JsonDecoder {
         Self {
             opts,
             now_ms,
-            cols: Columns::with_capacity(prealloc(opts.batch_size)),
+            cols: Columns::new(prealloc(opts.batch_size)),
             interner,
+            series: SeriesCache::default(),
+            stamps: scan::StampCache::default(),
         }
     }
 
@@ -151,47 +165,61 @@ impl JsonDecoder {
 
     /// Decodes one message, appending one row, or rejects it leaving the decoder unchanged.
     pub fn decode(&mut self, msg: &[u8]) -> Result<(), Rejection> {
-        let row = checked_row(msg, &self.opts, self.now_ms)?;
+        let text = message_text(msg, &self.opts)?;
+        // The row is used where the fast path leaves it (it is a couple of hundred bytes).
+        let fast = scan::fast_row(text, self.now_ms, self.opts.max_future_ms, &mut self.stamps);
+        if let Some(row) = fast {
+            return self.push_row(&row);
+        }
+        let row = validate(parse(text)?, self.now_ms, self.opts.max_future_ms)?;
         self.push_row(&row)
     }
 
     /// Interns the row's series and appends the row; the row must already be valid.
     pub(crate) fn push_row(&mut self, row: &Row<'_>) -> Result<(), Rejection> {
-        let id = self
-            .interner
-            .intern(&row.cluster, &row.service, row.region.as_deref())
+        let id = self.series_id(&row.cluster, &row.service, row.region.as_deref())?;
+        self.cols.push_row(id, row);
+        Ok(())
+    }
+
+    /// The dense id of a series, interning it if new.
+    #[inline]
+    pub(crate) fn series_id(
+        &mut self,
+        cluster: &str,
+        service: &str,
+        region: Option<&str>,
+    ) -> Result<SeriesId, Rejection> {
+        self.series
+            .id(&mut self.interner, cluster, service, region)
             .ok_or_else(|| {
                 Rejection::new(R::InvalidKey, "no series id left: u32::MAX series interned")
-            })?;
-        self.cols.append(id, row);
-        Ok(())
+            })
+    }
+
+    /// Appends validated rows given as whole columns (ids from [`Self::series_id`]).
+    pub(crate) fn push_chunk(&mut self, chunk: Chunk) {
+        self.cols.push_chunk(chunk);
     }
 
     /// Rows buffered since the last flush.
     pub fn len(&self) -> usize {
-        self.cols.len
+        self.cols.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cols.len == 0
+        self.cols.len() == 0
     }
 
     /// True once `batch_size` rows are buffered: time to [`flush`](Self::flush).
     pub fn is_full(&self) -> bool {
-        self.cols.len >= self.opts.batch_size
+        self.cols.len() >= self.opts.batch_size
     }
 
     /// The buffered rows as one batch (schema [`detector::schema::sample_schema`]), or `None`
     /// when nothing is buffered.
     pub fn flush(&mut self) -> Option<RecordBatch> {
-        if self.cols.len == 0 {
-            return None;
-        }
-        let cols = std::mem::replace(
-            &mut self.cols,
-            Columns::with_capacity(prealloc(self.opts.batch_size)),
-        );
-        Some(cols.finish())
+        self.cols.take_batch()
     }
 
     /// The series seen so far; ids index [`SeriesInterner::keys`].
@@ -220,6 +248,24 @@ fn checked_row<'m>(
     opts: &DecoderOptions,
     now_ms: i64,
 ) -> Result<Row<'m>, Rejection> {
+    let text = message_text(msg, opts)?;
+    // The fast path takes the common shape; anything else (including every message to
+    // reject) goes to the general path, which owns every rejection and its detail.
+    let fast = scan::fast_row(
+        text,
+        now_ms,
+        opts.max_future_ms,
+        &mut scan::StampCache::default(),
+    );
+    if let Some(row) = fast {
+        return Ok(row);
+    }
+    validate(parse(text)?, now_ms, opts.max_future_ms)
+}
+
+/// The size and encoding checks of one message, then its text without a byte order mark.
+#[inline]
+fn message_text<'m>(msg: &'m [u8], opts: &DecoderOptions) -> Result<&'m str, Rejection> {
     if msg.len() > opts.max_message_bytes {
         return Err(Rejection::new(
             R::TooLarge,
@@ -232,14 +278,12 @@ fn checked_row<'m>(
     }
     // RFC 8259 lets parsers skip a byte order mark; editors put one on the first line of files.
     let msg = msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg);
-    let text = std::str::from_utf8(msg).map_err(|e| {
+    std::str::from_utf8(msg).map_err(|e| {
         Rejection::new(
             R::NotUtf8,
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         )
-    })?;
-    let raw = parse(text)?;
-    validate(raw, now_ms, opts.max_future_ms)
+    })
 }
 
 fn prealloc(batch_size: usize) -> usize {
@@ -284,7 +328,7 @@ fn parse(text: &str) -> Result<RawSample<'_>, Rejection> {
 /// A validated row, still borrowing its strings from the message where it could.
 /// (`pub(crate)`: the other formats of [`crate::format`] build rows and push them through
 /// [`JsonDecoder::push_row`].)
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Row<'a> {
     pub(crate) cluster: Cow<'a, str>,
     pub(crate) service: Cow<'a, str>,
@@ -595,79 +639,5 @@ fn latency(v: &Raw<'_>, f: FieldId) -> Result<f64, Rejection> {
         ))
     } else {
         Ok(x)
-    }
-}
-
-/// The Arrow builders of one batch in progress.
-#[derive(Debug)]
-struct Columns {
-    len: usize,
-    series_id: UInt32Builder,
-    ts: TimestampMillisecondBuilder,
-    interval_ms: UInt32Builder,
-    requests: UInt64Builder,
-    errors: UInt64Builder,
-    retries: UInt64Builder,
-    latency_p50_ms: Float64Builder,
-    latency_p99_ms: Float64Builder,
-    db_pool_active: UInt32Builder,
-    db_pool_max: UInt32Builder,
-    db_pool_pending: UInt32Builder,
-}
-
-impl Columns {
-    fn with_capacity(n: usize) -> Self {
-        Self {
-            len: 0,
-            series_id: UInt32Builder::with_capacity(n),
-            ts: TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC"),
-            interval_ms: UInt32Builder::with_capacity(n),
-            requests: UInt64Builder::with_capacity(n),
-            errors: UInt64Builder::with_capacity(n),
-            retries: UInt64Builder::with_capacity(n),
-            latency_p50_ms: Float64Builder::with_capacity(n),
-            latency_p99_ms: Float64Builder::with_capacity(n),
-            db_pool_active: UInt32Builder::with_capacity(n),
-            db_pool_max: UInt32Builder::with_capacity(n),
-            db_pool_pending: UInt32Builder::with_capacity(n),
-        }
-    }
-
-    fn append(&mut self, id: u32, row: &Row<'_>) {
-        self.len += 1;
-        self.series_id.append_value(id);
-        self.ts.append_value(row.ts_ms);
-        self.interval_ms.append_value(row.interval_ms);
-        self.requests.append_value(row.requests);
-        self.errors.append_value(row.errors);
-        self.retries.append_option(row.retries);
-        self.latency_p50_ms.append_option(row.latency_p50_ms);
-        self.latency_p99_ms.append_option(row.latency_p99_ms);
-        self.db_pool_active.append_option(row.db_pool_active);
-        self.db_pool_max.append_option(row.db_pool_max);
-        self.db_pool_pending.append_option(row.db_pool_pending);
-    }
-
-    fn finish(mut self) -> RecordBatch {
-        // Same order as `sample_schema()`.
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.series_id.finish()),
-            Arc::new(self.ts.finish()),
-            Arc::new(self.interval_ms.finish()),
-            Arc::new(self.requests.finish()),
-            Arc::new(self.errors.finish()),
-            Arc::new(self.retries.finish()),
-            Arc::new(self.latency_p50_ms.finish()),
-            Arc::new(self.latency_p99_ms.finish()),
-            Arc::new(self.db_pool_active.finish()),
-            Arc::new(self.db_pool_max.finish()),
-            Arc::new(self.db_pool_pending.finish()),
-        ];
-        match RecordBatch::try_new(detector::schema::sample_schema(), columns) {
-            Ok(batch) => batch,
-            // The builders above mirror the schema column for column and all have `len` rows;
-            // a mismatch is a bug in this file, caught by every test that flushes.
-            Err(e) => unreachable!("sample columns do not match sample_schema(): {e}"),
-        }
     }
 }

@@ -52,7 +52,27 @@ impl FieldId {
         }
     }
 
-    fn from_key(key: &str) -> Option<Self> {
+    /// The field after this one in the contract's order.
+    pub(super) const fn next(self) -> Option<Self> {
+        Some(match self {
+            FieldId::Ts => FieldId::Cluster,
+            FieldId::Cluster => FieldId::Service,
+            FieldId::Service => FieldId::Region,
+            FieldId::Region => FieldId::IntervalS,
+            FieldId::IntervalS => FieldId::Requests,
+            FieldId::Requests => FieldId::Errors,
+            FieldId::Errors => FieldId::Retries,
+            FieldId::Retries => FieldId::LatencyP50,
+            FieldId::LatencyP50 => FieldId::LatencyP99,
+            FieldId::LatencyP99 => FieldId::PoolActive,
+            FieldId::PoolActive => FieldId::PoolMax,
+            FieldId::PoolMax => FieldId::PoolPending,
+            FieldId::PoolPending => FieldId::Status,
+            FieldId::Status => return None,
+        })
+    }
+
+    pub(super) fn from_key(key: &str) -> Option<Self> {
         Some(match key {
             "ts" => FieldId::Ts,
             "cluster" => FieldId::Cluster,
