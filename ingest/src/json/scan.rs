@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 
 use super::raw::{FieldId, Raw};
-use super::{count, count_u32, interval, key, latency, timestamp, Row, DEFAULT_INTERVAL_MS};
+use super::{count, count_u32, interval, key, latency, timestamp, Row};
 
 /// The checked row of one message of the common shape, or `None` to let the general path
 /// decide.
@@ -35,21 +35,7 @@ pub(crate) fn fast_row<'m>(
         b: text.as_bytes(),
         p: 0,
     };
-    let mut row = Row {
-        cluster: Cow::Borrowed(""),
-        service: Cow::Borrowed(""),
-        region: None,
-        ts_ms: 0,
-        interval_ms: DEFAULT_INTERVAL_MS,
-        requests: 0,
-        errors: 0,
-        retries: None,
-        latency_p50_ms: None,
-        latency_p99_ms: None,
-        db_pool_active: None,
-        db_pool_max: None,
-        db_pool_pending: None,
-    };
+    let mut row = crate::format::empty_row(Cow::Borrowed(""), Cow::Borrowed(""), 0);
     let mut seen: u16 = 0;
     s.ws();
     s.eat(b'{')?;
