@@ -480,6 +480,9 @@ impl Cols<'_> {
         out: &mut JsonDecoder,
         memo: &mut KeyMemo,
     ) -> Result<ScalarBuffer<u32>, Rejection> {
+        if self.ts.is_empty() {
+            return Ok(ScalarBuffer::from(Vec::new()));
+        }
         let region = match self.region {
             // All null is no region at all.
             Some(r) if r.null_count() == r.len() => None,
