@@ -450,9 +450,8 @@ impl Detector {
             // Most rows join a tick that is already open, behind a row of the same tick: those
             // are taken a run at a time. The rest (a tick's first row, late rows, possible
             // duplicates) go one by one through `push_row`, which the runs are equivalent to.
-            let end = self.open_run(sids, tss, i);
-            if end > i {
-                self.append_run(&c, sids, tss[i], i..end);
+            if let Some((pos, end)) = self.open_run(sids, tss, i) {
+                self.append_run(&c, sids, pos, i..end);
                 self.close_ready(out);
                 i = end;
                 continue;
@@ -480,18 +479,17 @@ impl Detector {
     /// open tick: same `ts` as an open tick (so neither the watermark nor the newest event time
     /// moves), not possibly a duplicate, and not completing the front tick before the run's
     /// end (its closing must happen between the rows, as `push_row` would close it). Marks the
-    /// run's rows as buffered; returns `start` when the row at `start` needs `push_row`.
-    fn open_run(&mut self, sids: &[u32], tss: &[i64], start: usize) -> usize {
+    /// run's rows as buffered. Returns the open tick's position in `pending` and the run's end,
+    /// or `None` when the row at `start` needs `push_row`.
+    fn open_run(&mut self, sids: &[u32], tss: &[i64], start: usize) -> Option<(usize, usize)> {
         let ts = tss[start];
         if self.max_ts == NONE_TS
             || ts < self.max_ts.saturating_sub(self.p.lateness_ms)
             || ts <= self.closed_ts
         {
-            return start;
+            return None;
         }
-        let Some(pos) = self.pending.iter().rposition(|t| t.ts == ts) else {
-            return start;
-        };
+        let pos = self.pending.iter().rposition(|t| t.ts == ts)?;
         let front = pos == 0;
         let need = self.expected_count;
         let mut hits = self.pending[pos].hits;
@@ -509,16 +507,13 @@ impl Detector {
             }
         }
         self.pending[pos].hits = hits;
-        end
+        (end > start).then_some((pos, end))
     }
 
-    /// Appends rows `range` of the converted batch `c` to the open tick at `ts`.
-    fn append_run(&mut self, c: &Rows, sids: &[u32], ts: i64, range: std::ops::Range<usize>) {
+    /// Appends rows `range` of the converted batch `c` to the open tick `pending[pos]`.
+    fn append_run(&mut self, c: &Rows, sids: &[u32], pos: usize, range: std::ops::Range<usize>) {
         self.stats.samples += range.len() as u64;
-        let Some(tick) = self.pending.iter_mut().rev().find(|t| t.ts == ts) else {
-            return;
-        };
-        let rows = &mut tick.rows;
+        let rows = &mut self.pending[pos].rows;
         rows.sid.extend_from_slice(&sids[range.clone()]);
         rows.dt.extend_from_slice(&c.dt[range.clone()]);
         rows.req.extend_from_slice(&c.req[range.clone()]);
