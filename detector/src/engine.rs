@@ -10,10 +10,10 @@ use arrow_array::{Array, RecordBatch};
 
 use crate::alert::{alert_id, summary, AlertEvent, AlertKind, AlertState, Severity};
 use crate::config::{ConfigError, DetectorConfig, Params};
-use crate::kernels::{self, Common, LatencyCols, PoolCols, RatioCols, SuccessCols};
+use crate::kernels::{self, Common, LatencyCols, Marks, PoolCols, RatioCols, SuccessCols};
 use crate::schema;
 use crate::series::{SeriesId, SeriesKey};
-use crate::state::SeriesState;
+use crate::state::{readable, to_f, SeriesState, F};
 use crate::stats::binomial_upper_tail;
 
 /// Why a batch could not be read at all (individual samples are never rejected here: the
@@ -50,28 +50,28 @@ pub struct DetectorStats {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Rows {
     sid: Vec<u32>,
-    dt: Vec<f64>,
-    req: Vec<f64>,
-    err: Vec<f64>,
-    retries: Vec<f64>,
-    p99: Vec<f64>,
-    pool_active: Vec<f64>,
-    pool_max: Vec<f64>,
-    pool_pending: Vec<f64>,
+    dt: Vec<F>,
+    req: Vec<F>,
+    err: Vec<F>,
+    retries: Vec<F>,
+    p99: Vec<F>,
+    pool_active: Vec<F>,
+    pool_max: Vec<F>,
+    pool_pending: Vec<F>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Row {
     sid: u32,
     ts: i64,
-    dt: f64,
-    req: f64,
-    err: f64,
-    retries: f64,
-    p99: f64,
-    pool_active: f64,
-    pool_max: f64,
-    pool_pending: f64,
+    dt: F,
+    req: F,
+    err: F,
+    retries: F,
+    p99: F,
+    pool_active: F,
+    pool_max: F,
+    pool_pending: F,
 }
 
 impl Rows {
@@ -183,9 +183,9 @@ pub struct Detector {
     /// The batch being pushed, as f64 columns (scratch, reused; `sid` unused).
     cols: Rows,
     /// Per tick: warm flags (scratch, reused).
-    warm: Vec<f64>,
+    warm: Vec<F>,
     /// Per tick: 1 when a kernel saw evidence worth the candidate pass (scratch, reused).
-    attn: Vec<u8>,
+    flags: TickFlags,
     single: Rows,
     prev_sids: Vec<u32>,
     tick_events: Vec<AlertEvent>,
@@ -261,7 +261,7 @@ impl Detector {
             stats: DetectorStats::default(),
             warm: Vec::new(),
             cols: Rows::default(),
-            attn: Vec::new(),
+            flags: TickFlags::default(),
             single: Rows::default(),
             prev_sids: Vec::new(),
             tick_events: Vec::new(),
@@ -357,7 +357,7 @@ impl Detector {
 
     /// Bytes of per-series state (the struct-of-arrays columns and bookkeeping vectors).
     pub fn state_bytes_per_series() -> usize {
-        SeriesState::FIELDS * 8 + 8 /* newest_buffered */ + 1 /* expected */ + 4
+        SeriesState::BYTES + 8 /* newest_buffered */ + 1 /* expected */ + 4
         /* service_of */
     }
 
@@ -383,7 +383,7 @@ impl Detector {
         for s in old..n {
             self.st.e_phi[s] = 1.0;
             self.st.r_phi[s] = 1.0;
-            self.st.p_pending[s] = f64::NAN;
+            self.st.p_pending[s] = F::NAN;
         }
         self.newest_buffered.resize(n, NONE_TS);
         self.expected.resize(n, false);
@@ -414,25 +414,26 @@ impl Detector {
         let pa = schema::column::<UInt32Type>(batch, schema::DB_POOL_ACTIVE)?;
         let pm = schema::column::<UInt32Type>(batch, schema::DB_POOL_MAX)?;
         let pp = schema::column::<UInt32Type>(batch, schema::DB_POOL_PENDING)?;
-        // Columns to f64 a column at a time (tight loops over the value buffers, nulls patched
-        // afterwards), then the per-row bookkeeping reads plain slices.
+        // Columns to F a column at a time (tight loops over the value buffers, nulls patched
+        // afterwards), then the per-row bookkeeping reads plain slices. Counts above 2^24 round
+        // to seven significant digits here (totals of such samples are not exact).
         let mut c = std::mem::take(&mut self.cols);
         #[allow(clippy::cast_precision_loss)]
         {
             fill(&mut c.dt, interval.values(), |v| {
-                (f64::from(v) / 1000.0).max(0.001)
+                (v as F / 1000.0).max(0.001)
             });
-            fill(&mut c.req, req.values(), |v| v as f64);
-            fill(&mut c.err, err.values(), |v| v as f64);
-            fill(&mut c.retries, retries.values(), |v| v as f64);
-            patch_nulls(&mut c.retries, retries, f64::NAN);
-            fill(&mut c.p99, p99.values(), |v| v);
-            patch_nulls(&mut c.p99, p99, f64::NAN);
-            fill(&mut c.pool_active, pa.values(), f64::from);
-            patch_nulls(&mut c.pool_active, pa, f64::NAN);
-            fill(&mut c.pool_max, pm.values(), f64::from);
-            patch_nulls(&mut c.pool_max, pm, f64::NAN);
-            fill(&mut c.pool_pending, pp.values(), f64::from);
+            fill(&mut c.req, req.values(), |v| v as F);
+            fill(&mut c.err, err.values(), |v| v as F);
+            fill(&mut c.retries, retries.values(), |v| v as F);
+            patch_nulls(&mut c.retries, retries, F::NAN);
+            fill(&mut c.p99, p99.values(), to_f);
+            patch_nulls(&mut c.p99, p99, F::NAN);
+            fill(&mut c.pool_active, pa.values(), |v| v as F);
+            patch_nulls(&mut c.pool_active, pa, F::NAN);
+            fill(&mut c.pool_max, pm.values(), |v| v as F);
+            patch_nulls(&mut c.pool_max, pm, F::NAN);
+            fill(&mut c.pool_pending, pp.values(), |v| v as F);
             patch_nulls(&mut c.pool_pending, pp, 0.0);
         }
         let (sids, tss) = (sid.values(), ts.values());
@@ -687,8 +688,7 @@ impl Detector {
             .enumerate()
             .all(|(i, &s)| s as usize == base + i);
         let cfg = &self.p.cfg;
-        self.attn.clear();
-        self.attn.resize(n, 0);
+        self.flags.reset(n);
         if contiguous {
             prepare(cfg, rows, &mut self.st, base..base + n, &mut self.warm);
             run_kernels(
@@ -697,7 +697,7 @@ impl Detector {
                 &self.warm,
                 &mut self.st,
                 base..base + n,
-                &mut self.attn,
+                &mut self.flags,
                 tsf,
             );
         } else {
@@ -709,7 +709,7 @@ impl Detector {
                 &self.warm,
                 &mut self.sc,
                 0..n,
-                &mut self.attn,
+                &mut self.flags,
                 tsf,
             );
             self.st.scatter(&rows.sid, &self.sc);
@@ -722,13 +722,13 @@ impl Detector {
             for &s in &rows.sid {
                 let s = s as usize;
                 let svc = self.service_of[s] as usize;
-                self.svc_rate[svc] += self.st.s_rate[s];
-                self.svc_lvl[svc] += self.st.s_lvl[s];
+                self.svc_rate[svc] += f64::from(self.st.s_rate[s]);
+                self.svc_lvl[svc] += f64::from(self.st.s_lvl[s]);
             }
             // A service's own total is the reference: per-cluster baselines can be stale (frozen
             // by an incident, or raised by a long surge) while users' demand is not.
             let tol = cfg.success_drop.conserved_tolerance;
-            let dt = rows.dt.first().copied().unwrap_or(10.0);
+            let dt = rows.dt.first().copied().map_or(10.0, f64::from);
             let a = 1.0 - (-dt / cfg.baseline_half_life_s * std::f64::consts::LN_2).exp();
             let a_short = 1.0 - (-dt / 300.0 * std::f64::consts::LN_2).exp();
             for svc in 0..self.conserved.len() {
@@ -776,15 +776,16 @@ impl Detector {
         // streaks confirmed, or already firing, telemetry_absent included).
         #[cfg(debug_assertions)]
         for (i, &sid) in rows.sid.iter().enumerate() {
-            debug_assert_eq!(self.attn[i] != 0, self.needs_attention(sid as usize));
+            debug_assert_eq!(self.flags.attn[i] != 0, self.needs_attention(sid as usize));
         }
         for (i, &sid) in rows.sid.iter().enumerate() {
-            if self.attn[i] == 0 {
+            if self.flags.attn[i] == 0 {
                 continue;
             }
             let s = sid as usize;
             let warm = self.warm[i] > 0.0;
             let st = &self.st;
+            let req = f64::from(rows.req[i]);
             // Telemetry is back.
             if st.a_firing[s] > 0.0 {
                 self.resolve(sid, AlertKind::TelemetryAbsent, ts, 0.0);
@@ -795,8 +796,9 @@ impl Detector {
                 } else {
                     (&self.p.cfg.retry, rows.retries[i])
                 };
+                let x = f64::from(x);
                 let st = &self.st;
-                let (cus, firing, clear, rune, runn, runstart, phi, p0, p1) =
+                let (cus, firing, clear, rune, runn, runstart, phi, be, bn) =
                     if kind == AlertKind::ErrorRateSpike {
                         (
                             st.e_cus[s],
@@ -806,8 +808,8 @@ impl Detector {
                             st.e_runn[s],
                             st.e_runstart[s],
                             st.e_phi[s],
-                            st.e_p0[s],
-                            st.e_p1[s],
+                            st.e_be[s],
+                            st.e_bn[s],
                         )
                     } else {
                         (
@@ -818,18 +820,27 @@ impl Detector {
                             st.r_runn[s],
                             st.r_runstart[s],
                             st.r_phi[s],
-                            st.r_p0[s],
-                            st.r_p1[s],
+                            st.r_be[s],
+                            st.r_bn[s],
                         )
                     };
-                let req = rows.req[i];
+                // A candidate's baseline did not learn from this sample (its CUSUM is over
+                // the threshold or it is firing), so these are the levels the kernel used.
+                let (p0, p1) = kernels::RatioParams::new(cfg).levels(be, bn);
+                let (p0, p1) = (f64::from(p0), f64::from(p1));
+                let (clear, rune, runn, phi) = (
+                    f64::from(clear),
+                    f64::from(rune),
+                    f64::from(runn),
+                    f64::from(phi),
+                );
                 let now_ratio = if req > 0.0 && x.is_finite() {
                     x / req
                 } else {
                     0.0
                 };
                 if firing <= 0.0 {
-                    if !(warm && cus > cfg.cusum_threshold && runn > 0.0) {
+                    if !(warm && cus > to_f(cfg.cusum_threshold) && runn > 0.0) {
                         continue;
                     }
                     let run_ratio = rune / runn;
@@ -862,11 +873,11 @@ impl Detector {
             // success_drop
             let st = &self.st;
             let (low, firing, clear, rate, lvl) = (
-                st.s_low[s],
+                f64::from(st.s_low[s]),
                 st.s_firing[s],
-                st.s_clear[s],
-                st.s_rate[s],
-                st.s_lvl[s],
+                f64::from(st.s_clear[s]),
+                f64::from(st.s_rate[s]),
+                f64::from(st.s_lvl[s]),
             );
             let cfg = &self.p.cfg.success_drop;
             if firing <= 0.0 {
@@ -900,17 +911,17 @@ impl Detector {
             let (cus, firing, clear, last, m) = (
                 st.l_cus[s],
                 st.l_firing[s],
-                st.l_clear[s],
-                st.l_last[s],
-                st.l_m[s],
+                f64::from(st.l_clear[s]),
+                f64::from(st.l_last[s]),
+                f64::from(st.l_m[s]),
             );
-            let valid_now = rows.p99[i].is_finite() && rows.req[i] >= lc.min_requests;
+            let valid_now = rows.p99[i].is_finite() && rows.req[i] >= to_f(lc.min_requests);
             if firing <= 0.0 {
                 let base = m.exp();
                 if warm
                     && valid_now
-                    && st.l_n[s] >= lc.min_samples
-                    && (cus > lc.cusum_h || st.l_z[s] >= lc.spike_z)
+                    && f64::from(st.l_n[s]) >= lc.min_samples
+                    && (cus > to_f(lc.cusum_h) || st.l_z[s] >= to_f(lc.spike_z))
                     && last >= base * lc.min_factor
                     && last - base >= lc.min_abs_ms
                 {
@@ -930,12 +941,12 @@ impl Detector {
             let st = &self.st;
             let pc = &self.p.cfg.db_pool;
             let (warn, sat, firing, clear, last, base) = (
-                st.p_warn[s],
-                st.p_sat[s],
+                f64::from(st.p_warn[s]),
+                f64::from(st.p_sat[s]),
                 st.p_firing[s],
-                st.p_clear[s],
-                st.p_last[s],
-                st.p_base[s],
+                f64::from(st.p_clear[s]),
+                f64::from(st.p_last[s]),
+                f64::from(st.p_base[s]),
             );
             let confirm = f64::from(pc.confirm_samples);
             if firing <= 0.0 {
@@ -964,12 +975,12 @@ impl Detector {
     fn needs_attention(&self, s: usize) -> bool {
         let st = &self.st;
         let c = &self.p.cfg;
-        let confirm_s = f64::from(c.success_drop.confirm_samples);
-        let confirm_p = f64::from(c.db_pool.confirm_samples);
-        (st.e_cus[s] > c.error_rate.cusum_threshold)
-            | (st.r_cus[s] > c.retry.cusum_threshold)
-            | (st.l_cus[s] > c.latency.cusum_h)
-            | (st.l_z[s] >= c.latency.spike_z)
+        let confirm_s = to_f(f64::from(c.success_drop.confirm_samples));
+        let confirm_p = to_f(f64::from(c.db_pool.confirm_samples));
+        (st.e_cus[s] > to_f(c.error_rate.cusum_threshold))
+            | (st.r_cus[s] > to_f(c.retry.cusum_threshold))
+            | (st.l_cus[s] > to_f(c.latency.cusum_h))
+            | (st.l_z[s] >= to_f(c.latency.spike_z))
             | (st.s_low[s] >= confirm_s)
             | (st.p_warn[s] >= confirm_p)
             | (st.p_sat[s] >= confirm_p)
@@ -1029,10 +1040,12 @@ impl Detector {
         let n = st.len();
         let mut hits = Vec::new();
         for s in 0..n {
-            let gap_s = (tsf - st.last_ts[s]) / 1000.0;
-            let due = st.seen[s] * st.interval_s[s] >= warmup
+            let interval = f64::from(st.interval_s[s]);
+            // Event times are whole milliseconds: half a millisecond of slack absorbs the
+            // rounding of an interval that f32 cannot hold exactly (0.1 s, say).
+            let due = f64::from(st.seen[s]) * interval >= warmup
                 && st.a_firing[s] <= 0.0
-                && gap_s >= k * st.interval_s[s] - 1e-9;
+                && tsf - st.last_ts[s] >= k * interval * 1000.0 - 0.5;
             if due {
                 hits.push(s);
             }
@@ -1040,7 +1053,7 @@ impl Detector {
         for s in hits {
             #[allow(clippy::cast_possible_truncation)]
             let last = self.st.last_ts[s] as i64;
-            let interval = self.st.interval_s[s];
+            let interval = f64::from(self.st.interval_s[s]);
             #[allow(clippy::cast_precision_loss)]
             let gap = (ts - last) as f64 / 1000.0;
             #[allow(clippy::cast_possible_truncation)]
@@ -1067,6 +1080,8 @@ impl Detector {
         value: f64,
         baseline: f64,
     ) {
+        // The statistics are f32: report them at that precision.
+        let (value, baseline) = (readable(value), readable(baseline));
         self.set_flag(sid as usize, kind, true);
         let key = &self.keys[sid as usize];
         let onset = onset.min(ts);
@@ -1100,6 +1115,7 @@ impl Detector {
     }
 
     fn resolve(&mut self, sid: SeriesId, kind: AlertKind, ts: i64, value: f64) {
+        let value = readable(value);
         self.set_flag(sid as usize, kind, false);
         self.reset_evidence(sid as usize, kind);
         let Some(a) = self.active.remove(&(sid, kind)) else {
@@ -1130,7 +1146,14 @@ impl Detector {
         let key = self.keys.get(s)?.clone();
         let st = &self.st;
         let seen = st.seen[s] > 0.0;
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let ratio = |a: F, b: F| {
+            if b > 0.0 {
+                f64::from(a) / f64::from(b)
+            } else {
+                0.0
+            }
+        };
+        let baseline = |cfg, be, bn| f64::from(kernels::RatioParams::new(cfg).levels(be, bn).0);
         let firing = AlertKind::ALL
             .into_iter()
             .filter(|k| self.active.contains_key(&(id, *k)))
@@ -1141,20 +1164,20 @@ impl Detector {
             key,
             last_sample_ms: seen.then_some(st.last_ts[s] as i64),
             error_ratio: ratio(st.e_fe[s], st.e_fn[s]),
-            error_baseline: st.e_p0[s],
+            error_baseline: baseline(&self.p.cfg.error_rate, st.e_be[s], st.e_bn[s]),
             retry_ratio: ratio(st.r_fe[s], st.r_fn[s]),
-            retry_baseline: st.r_p0[s],
-            success_rate: st.s_rate[s],
+            retry_baseline: baseline(&self.p.cfg.retry, st.r_be[s], st.r_bn[s]),
+            success_rate: f64::from(st.s_rate[s]),
             success_baseline: ratio(st.s_sum[s], st.s_w[s]),
-            latency_p99_ms: st.l_last[s],
+            latency_p99_ms: f64::from(st.l_last[s]),
             latency_baseline_ms: if st.l_n[s] > 0.0 {
-                st.l_m[s].exp()
+                f64::from(st.l_m[s]).exp()
             } else {
                 0.0
             },
-            pool_utilisation: st.p_last[s],
-            pool_baseline: st.p_base[s],
-            pool_pending: st.p_pending[s],
+            pool_utilisation: f64::from(st.p_last[s]),
+            pool_baseline: f64::from(st.p_base[s]),
+            pool_pending: f64::from(st.p_pending[s]),
             totals: SeriesTotals {
                 requests: st.t_req[s] as u64,
                 errors: st.t_err[s] as u64,
@@ -1166,13 +1189,13 @@ impl Detector {
 }
 
 /// `out = values.map(f)`, reusing `out`'s allocation.
-fn fill<T: Copy>(out: &mut Vec<f64>, values: &[T], f: impl Fn(T) -> f64) {
+fn fill<T: Copy>(out: &mut Vec<F>, values: &[T], f: impl Fn(T) -> F) {
     out.clear();
     out.extend(values.iter().map(|&v| f(v)));
 }
 
 /// Replaces the entries of `out` whose row is null in `a` with `with`.
-fn patch_nulls(out: &mut [f64], a: &dyn Array, with: f64) {
+fn patch_nulls(out: &mut [F], a: &dyn Array, with: F) {
     if let Some(nulls) = a.nulls().filter(|n| n.null_count() > 0) {
         for (o, valid) in out.iter_mut().zip(nulls.iter()) {
             if !valid {
@@ -1188,44 +1211,70 @@ fn prepare(
     rows: &Rows,
     sc: &mut SeriesState,
     r: std::ops::Range<usize>,
-    warm: &mut Vec<f64>,
+    warm: &mut Vec<F>,
 ) {
     let hl = cfg.baseline_half_life_s;
+    let warmup = to_f(cfg.warmup_s);
     warm.clear();
-    let (interval, alpha, seen) = (
+    let (interval, alpha, fast_a, seen) = (
         &mut sc.interval_s[r.clone()],
         &mut sc.alpha[r.clone()],
+        &mut sc.fast_a[r.clone()],
         &sc.seen[r],
     );
     for i in 0..rows.len() {
         let dt = rows.dt[i];
         if interval[i] != dt {
+            // The interval changed (or this is the series' first sample): new EWMA weights.
             interval[i] = dt;
-            alpha[i] = 1.0 - (-dt / hl * std::f64::consts::LN_2).exp();
+            alpha[i] = to_f(1.0 - (-f64::from(dt) / hl * std::f64::consts::LN_2).exp());
+            fast_a[i] = kernels::fast_alpha(dt);
         }
-        warm.push(if seen[i] * dt >= cfg.warmup_s {
-            1.0
-        } else {
-            0.0
-        });
+        warm.push(if seen[i] * dt >= warmup { 1.0 } else { 0.0 });
     }
 }
+
+/// What the kernels flagged per row of a tick (scratch, reused).
+#[derive(Debug, Default)]
+struct TickFlags {
+    /// Non-zero: the candidate pass must look at the row.
+    attn: Vec<u8>,
+    /// `START_*` bits: the kind's run started in this tick.
+    starts: Vec<u32>,
+}
+
+impl TickFlags {
+    fn reset(&mut self, n: usize) {
+        self.attn.clear();
+        self.attn.resize(n, 0);
+        self.starts.clear();
+        self.starts.resize(n, 0);
+    }
+}
+
+/// Bits of the per-row `starts` flags: the kind's run (CUSUM or streak) started in this tick.
+const START_E: u32 = 1;
+const START_R: u32 = 2;
+const START_S: u32 = 4;
+const START_L: u32 = 8;
+const START_P: u32 = 16;
 
 /// Runs every kernel over rows `0..rows.len()` whose state lives at `sc[r]`, and marks in
 /// `attn` the rows the candidate pass must look at.
 fn run_kernels(
     cfg: &DetectorConfig,
     rows: &Rows,
-    warm: &[f64],
+    warm: &[F],
     sc: &mut SeriesState,
     r: std::ops::Range<usize>,
-    attn: &mut [u8],
+    flags: &mut TickFlags,
     tsf: f64,
 ) {
+    let (attn, starts) = (&mut flags.attn[..], &mut flags.starts[..]);
     let common = Common {
-        ts: tsf,
         dt: &rows.dt,
         alpha: &sc.alpha[r.clone()],
+        fast_a: &sc.fast_a[r.clone()],
         warm,
     };
     kernels::ratio(
@@ -1240,15 +1289,16 @@ fn run_kernels(
             cus: &mut sc.e_cus[r.clone()],
             rune: &mut sc.e_rune[r.clone()],
             runn: &mut sc.e_runn[r.clone()],
-            runstart: &mut sc.e_runstart[r.clone()],
             fe: &mut sc.e_fe[r.clone()],
             fnn: &mut sc.e_fn[r.clone()],
             firing: &sc.e_firing[r.clone()],
             clear: &mut sc.e_clear[r.clone()],
-            p0: &mut sc.e_p0[r.clone()],
-            p1: &mut sc.e_p1[r.clone()],
         },
-        attn,
+        Marks {
+            attn: &mut *attn,
+            starts: &mut *starts,
+            bit: START_E,
+        },
     );
     kernels::ratio(
         &cfg.retry,
@@ -1262,15 +1312,16 @@ fn run_kernels(
             cus: &mut sc.r_cus[r.clone()],
             rune: &mut sc.r_rune[r.clone()],
             runn: &mut sc.r_runn[r.clone()],
-            runstart: &mut sc.r_runstart[r.clone()],
             fe: &mut sc.r_fe[r.clone()],
             fnn: &mut sc.r_fn[r.clone()],
             firing: &sc.r_firing[r.clone()],
             clear: &mut sc.r_clear[r.clone()],
-            p0: &mut sc.r_p0[r.clone()],
-            p1: &mut sc.r_p1[r.clone()],
         },
-        attn,
+        Marks {
+            attn: &mut *attn,
+            starts: &mut *starts,
+            bit: START_R,
+        },
     );
     kernels::success(
         &cfg.success_drop,
@@ -1286,9 +1337,12 @@ fn run_kernels(
             lvl: &mut sc.s_lvl[r.clone()],
             firing: &sc.s_firing[r.clone()],
             clear: &mut sc.s_clear[r.clone()],
-            runstart: &mut sc.s_runstart[r.clone()],
         },
-        attn,
+        Marks {
+            attn: &mut *attn,
+            starts: &mut *starts,
+            bit: START_S,
+        },
     );
     kernels::latency(
         &cfg.latency,
@@ -1303,10 +1357,13 @@ fn run_kernels(
             last: &mut sc.l_last[r.clone()],
             firing: &sc.l_firing[r.clone()],
             clear: &mut sc.l_clear[r.clone()],
-            runstart: &mut sc.l_runstart[r.clone()],
             z: &mut sc.l_z[r.clone()],
         },
-        attn,
+        Marks {
+            attn: &mut *attn,
+            starts: &mut *starts,
+            bit: START_L,
+        },
     );
     kernels::pool(
         &cfg.db_pool,
@@ -1325,27 +1382,48 @@ fn run_kernels(
             sat: &mut sc.p_sat[r.clone()],
             firing: &sc.p_firing[r.clone()],
             clear: &mut sc.p_clear[r.clone()],
-            runstart: &mut sc.p_runstart[r.clone()],
         },
-        attn,
+        Marks {
+            attn: &mut *attn,
+            starts: &mut *starts,
+            bit: START_P,
+        },
     );
+    // Runs that started in this tick begin at the start of the row's interval. (The kernels
+    // only flag them: a column of f64 times in their loops would halve their vector width.)
+    for (bit, col) in [
+        (START_E, &mut sc.e_runstart),
+        (START_R, &mut sc.r_runstart),
+        (START_S, &mut sc.s_runstart),
+        (START_L, &mut sc.l_runstart),
+        (START_P, &mut sc.p_runstart),
+    ] {
+        for ((t, &f), &dt) in col[r.clone()].iter_mut().zip(&*starts).zip(&rows.dt) {
+            *t = if f & bit != 0 {
+                tsf - f64::from(dt) * 1000.0
+            } else {
+                *t
+            };
+        }
+    }
     // Telemetry is back for a series marked absent: the candidate pass resolves it.
     for (a, &f) in attn.iter_mut().zip(&sc.a_firing[r.clone()]) {
         *a |= u8::from(f > 0.0);
     }
     // Cumulative counts (f64 sums of whole numbers: exact up to 2^53) and the pool's waiters.
     for (t, &v) in sc.t_req[r.clone()].iter_mut().zip(&rows.req) {
-        *t += v;
+        *t += f64::from(v);
     }
     for (t, &v) in sc.t_err[r.clone()].iter_mut().zip(&rows.err) {
-        *t += v;
+        *t += f64::from(v);
     }
     for (t, &v) in sc.t_retries[r.clone()].iter_mut().zip(&rows.retries) {
-        *t += if v.is_finite() { v } else { 0.0 };
+        *t += if v.is_finite() { f64::from(v) } else { 0.0 };
     }
     sc.p_pending[r.clone()].copy_from_slice(&rows.pool_pending);
+    // Saturates where an f32 stops counting whole numbers; only "past warm-up" is read.
     for v in &mut sc.seen[r.clone()] {
-        *v += 1.0;
+        *v = (*v + 1.0).min(16_000_000.0);
     }
     for v in &mut sc.last_ts[r] {
         *v = tsf;

@@ -4,64 +4,119 @@
 //! alerts: they leave the evidence (CUSUM sums, streaks, clear time) for the rare-candidate pass.
 
 use crate::config::{DbPoolConfig, LatencyConfig, RatioConfig, SuccessDropConfig};
+use crate::state::{to_f, F};
 use crate::stats::fast_ln;
 
 /// Inputs common to every kernel for one tick.
 #[derive(Debug)]
 pub struct Common<'a> {
-    /// Interval end of every row (the tick's time), epoch ms.
-    pub ts: f64,
     /// Interval length in seconds.
-    pub dt: &'a [f64],
+    pub dt: &'a [F],
     /// Slow-baseline EWMA weight for the row's interval.
-    pub alpha: &'a [f64],
+    pub alpha: &'a [F],
+    /// Fast (recovery) EWMA weight for the row's interval.
+    pub fast_a: &'a [F],
     /// 1.0 when the series is past warm-up.
-    pub warm: &'a [f64],
+    pub warm: &'a [F],
 }
 
-/// Weight of the fast EWMA used to judge recovery: a 30 s half-life.
-#[inline(always)]
-fn fast_alpha(dt: f64) -> f64 {
+/// Weight of the fast EWMA used to judge recovery, for an interval of `dt` seconds: a 30 s
+/// half-life.
+pub fn fast_alpha(dt: F) -> F {
     (dt / (dt + 43.0)).min(1.0)
+}
+
+/// Where a kernel leaves its verdicts for the row: `attn` (non-zero: the candidate pass must
+/// look at the row) and, in `starts`, `bit` when the kind's run (CUSUM or streak) started.
+#[derive(Debug)]
+pub struct Marks<'a> {
+    pub attn: &'a mut [u8],
+    pub starts: &'a mut [u32],
+    pub bit: u32,
+}
+
+/// A ratio detector's thresholds as [`F`].
+#[derive(Debug, Clone, Copy)]
+pub struct RatioParams {
+    prior_e: F,
+    prior_n: F,
+    min_odds_ratio: F,
+    min_abs_increase: F,
+    cusum_threshold: F,
+}
+
+impl RatioParams {
+    pub fn new(cfg: &RatioConfig) -> Self {
+        Self {
+            prior_e: to_f(cfg.prior_ratio * cfg.prior_requests),
+            prior_n: to_f(cfg.prior_requests),
+            min_odds_ratio: to_f(cfg.min_odds_ratio),
+            min_abs_increase: to_f(cfg.min_abs_increase),
+            cusum_threshold: to_f(cfg.cusum_threshold),
+        }
+    }
+
+    /// The baseline ratio `p0` of EWMA sums `be` errors in `bn` requests (with a beta prior),
+    /// and the smallest ratio worth paging about, `p1` (the practical floor: an absolute rise
+    /// or an odds ratio, whichever is larger). The kernel and the candidate pass both call
+    /// this, so the candidate pass sees exactly the levels the kernel judged by.
+    #[inline(always)]
+    pub fn levels(&self, be: F, bn: F) -> (F, F) {
+        let p0 = ((be + self.prior_e) / (bn + self.prior_n)).clamp(1e-6, 0.999);
+        let k = self.min_odds_ratio * p0;
+        // odds1 / (1 + odds1) with odds1 = k / (1 - p0), in one division.
+        let p1 = (p0 + self.min_abs_increase)
+            .max(k / (1.0 - p0 + k))
+            .min(0.9999);
+        (p0, p1)
+    }
 }
 
 /// State columns of one ratio detector (errors or retries), gathered per row.
 #[derive(Debug)]
 pub struct RatioCols<'a> {
-    pub be: &'a mut [f64],
-    pub bn: &'a mut [f64],
-    pub phi: &'a mut [f64],
-    pub cus: &'a mut [f64],
-    pub rune: &'a mut [f64],
-    pub runn: &'a mut [f64],
-    pub runstart: &'a mut [f64],
-    pub fe: &'a mut [f64],
-    pub fnn: &'a mut [f64],
-    pub firing: &'a [f64],
-    pub clear: &'a mut [f64],
-    pub p0: &'a mut [f64],
-    pub p1: &'a mut [f64],
+    pub be: &'a mut [F],
+    pub bn: &'a mut [F],
+    pub phi: &'a mut [F],
+    pub cus: &'a mut [F],
+    pub rune: &'a mut [F],
+    pub runn: &'a mut [F],
+    pub fe: &'a mut [F],
+    pub fnn: &'a mut [F],
+    pub firing: &'a [F],
+    pub clear: &'a mut [F],
 }
 
 /// Binomial CUSUM of `x` out of `n` against the series' baseline ratio.
 ///
-/// Per row: the baseline ratio `p0` (volume-weighted EWMA with a beta prior), the smallest ratio
-/// worth paging about `p1` (the practical floor), the log-likelihood ratio of the sample under
-/// `p1` vs `p0` deflated by the series' overdispersion, accumulated into a one-sided CUSUM. The
-/// sums of the current run (since the CUSUM left zero) are kept for the exact test. Baselines and
-/// dispersion learn only while the series is quiet, so an incident is never absorbed.
+/// Per row: the baseline ratio `p0` and the practical floor `p1` ([`RatioParams::levels`]), the
+/// log-likelihood ratio of the sample under `p1` vs `p0` deflated by the series'
+/// overdispersion, accumulated into a one-sided CUSUM. The sums of the current run (since the
+/// CUSUM left zero) are kept for the exact test. Baselines and dispersion learn only while the
+/// series is quiet, so an incident is never absorbed.
 #[inline(always)]
-pub fn ratio(
-    cfg: &RatioConfig,
-    c: &Common<'_>,
-    x: &[f64],
-    n: &[f64],
-    s: RatioCols<'_>,
-    attn: &mut [u8],
-) {
+pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[F], n: &[F], s: RatioCols<'_>, m: Marks<'_>) {
     ratio_rows(
-        cfg, c.ts, c.dt, c.alpha, c.warm, x, n, s.be, s.bn, s.phi, s.cus, s.rune, s.runn,
-        s.runstart, s.fe, s.fnn, s.firing, s.clear, s.p0, s.p1, attn,
+        &RatioParams::new(cfg),
+        c.dt,
+        c.alpha,
+        c.fast_a,
+        c.warm,
+        x,
+        n,
+        s.be,
+        s.bn,
+        s.phi,
+        s.cus,
+        s.rune,
+        s.runn,
+        s.fe,
+        s.fnn,
+        s.firing,
+        s.clear,
+        m.attn,
+        m.starts,
+        m.bit,
     );
 }
 
@@ -73,60 +128,59 @@ pub fn ratio(
 crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
 fn ratio_rows(
-    cfg: &RatioConfig,
-    ts: f64,
-    dt: &[f64],
-    alpha: &[f64],
-    warm: &[f64],
-    x: &[f64],
-    n: &[f64],
-    be: &mut [f64],
-    bn: &mut [f64],
-    phi: &mut [f64],
-    cus: &mut [f64],
-    rune: &mut [f64],
-    runn: &mut [f64],
-    runstart: &mut [f64],
-    fe: &mut [f64],
-    fnn: &mut [f64],
-    firing: &[f64],
-    clear: &mut [f64],
-    p0s: &mut [f64],
-    p1s: &mut [f64],
+    k: &RatioParams,
+    dt: &[F],
+    alpha: &[F],
+    fast_a: &[F],
+    warm: &[F],
+    x: &[F],
+    n: &[F],
+    be: &mut [F],
+    bn: &mut [F],
+    phi: &mut [F],
+    cus: &mut [F],
+    rune: &mut [F],
+    runn: &mut [F],
+    fe: &mut [F],
+    fnn: &mut [F],
+    firing: &[F],
+    clear: &mut [F],
     attn: &mut [u8],
+    starts: &mut [u32],
+    bit: u32,
 ) {
     let len = x.len();
-    let (n, dt, alpha, warm) = (&n[..len], &dt[..len], &alpha[..len], &warm[..len]);
+    let (n, dt, alpha, fast_a, warm) = (
+        &n[..len],
+        &dt[..len],
+        &alpha[..len],
+        &fast_a[..len],
+        &warm[..len],
+    );
     let (be, bn, phi, cus) = (
         &mut be[..len],
         &mut bn[..len],
         &mut phi[..len],
         &mut cus[..len],
     );
-    let (rune, runn, runstart) = (&mut rune[..len], &mut runn[..len], &mut runstart[..len]);
+    let (rune, runn) = (&mut rune[..len], &mut runn[..len]);
     let (fe, fnn, firing, clear) = (
         &mut fe[..len],
         &mut fnn[..len],
         &firing[..len],
         &mut clear[..len],
     );
-    let (p0s, p1s, attn) = (&mut p0s[..len], &mut p1s[..len], &mut attn[..len]);
-    let prior_e = cfg.prior_ratio * cfg.prior_requests;
-    let h = cfg.cusum_threshold;
+    let (attn, starts) = (&mut attn[..len], &mut starts[..len]);
+    let h = k.cusum_threshold;
     for i in 0..len {
         let (xi, ni) = (x[i], n[i]);
         let valid = xi.is_finite() && ni > 0.0;
-        let p0 = ((be[i] + prior_e) / (bn[i] + cfg.prior_requests)).clamp(1e-6, 0.999);
-        let odds1 = p0 / (1.0 - p0) * cfg.min_odds_ratio;
-        let p1 = (p0 + cfg.min_abs_increase)
-            .max(odds1 / (1.0 + odds1))
-            .min(0.9999);
+        let (p0, p1) = k.levels(be[i], bn[i]);
         let l1 = fast_ln(p1 / p0);
         let l0 = fast_ln((1.0 - p1) / (1.0 - p0));
         let xv = if valid { xi } else { 0.0 };
         let nv = if valid { ni } else { 0.0 };
-        let ph = phi[i].max(1.0);
-        let llr = (xv * l1 + (nv - xv) * l0) / ph;
+        let llr = (xv * l1 + (nv - xv) * l0) / phi[i].max(1.0);
         let prev = cus[i];
         let next = if warm[i] > 0.0 {
             (prev + llr).clamp(0.0, 1e12)
@@ -153,18 +207,14 @@ fn ratio_rows(
         } else {
             0.0
         };
-        runstart[i] = if starting {
-            ts - dt[i] * 1000.0
-        } else {
-            runstart[i]
-        };
+        starts[i] |= if starting { bit } else { 0 };
         cus[i] = next;
-        // Fast EWMA of the ratio, for recovery.
-        let af = if valid { fast_alpha(dt[i]) } else { 0.0 };
+        // Fast EWMA of the ratio, for recovery: calm while it is below the midpoint of the
+        // baseline and the floor (compared without dividing).
+        let af = if valid { fast_a[i] } else { 0.0 };
         fe[i] += af * (xv - fe[i]);
         fnn[i] += af * (nv - fnn[i]);
-        let fast_ratio = if fnn[i] > 0.0 { fe[i] / fnn[i] } else { 0.0 };
-        let calm = valid && fast_ratio < 0.5 * (p0 + p1);
+        let calm = valid && (fnn[i] <= 0.0 || fe[i] < 0.5 * (p0 + p1) * fnn[i]);
         clear[i] = if calm { clear[i] + dt[i] } else { 0.0 };
         // Learn only while quiet: not firing, CUSUM below its threshold. (Excluding every
         // sample that nudges the CUSUM would bias a quiet series' baseline towards zero errors.)
@@ -175,8 +225,6 @@ fn ratio_rows(
         let expected = nv * p0;
         let r2 = (xv - expected) * (xv - expected) / (expected * (1.0 - p0)).max(1e-9);
         phi[i] += a * (r2.min(50.0) - phi[i]);
-        p0s[i] = p0;
-        p1s[i] = p1;
         attn[i] |= u8::from((next > h) | (firing[i] > 0.0));
     }
 }
@@ -185,15 +233,14 @@ fn ratio_rows(
 /// State columns of the success-drop detector.
 #[derive(Debug)]
 pub struct SuccessCols<'a> {
-    pub sum: &'a mut [f64],
-    pub w: &'a mut [f64],
-    pub var: &'a mut [f64],
-    pub low: &'a mut [f64],
-    pub rate: &'a mut [f64],
-    pub lvl: &'a mut [f64],
-    pub firing: &'a [f64],
-    pub clear: &'a mut [f64],
-    pub runstart: &'a mut [f64],
+    pub sum: &'a mut [F],
+    pub w: &'a mut [F],
+    pub var: &'a mut [F],
+    pub low: &'a mut [F],
+    pub rate: &'a mut [F],
+    pub lvl: &'a mut [F],
+    pub firing: &'a [F],
+    pub clear: &'a mut [F],
 }
 
 /// Successful requests per second against a bias-corrected EWMA level. A sample is low when it
@@ -204,14 +251,14 @@ pub struct SuccessCols<'a> {
 pub fn success(
     cfg: &SuccessDropConfig,
     c: &Common<'_>,
-    req: &[f64],
-    err: &[f64],
+    req: &[F],
+    err: &[F],
     s: SuccessCols<'_>,
-    attn: &mut [u8],
+    m: Marks<'_>,
 ) {
     success_rows(
-        cfg, c.ts, c.dt, c.alpha, req, err, s.sum, s.w, s.var, s.low, s.rate, s.lvl, s.firing,
-        s.clear, s.runstart, attn,
+        cfg, c.dt, c.alpha, req, err, s.sum, s.w, s.var, s.low, s.rate, s.lvl, s.firing, s.clear,
+        m.attn, m.starts, m.bit,
     );
 }
 
@@ -219,21 +266,21 @@ crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
 fn success_rows(
     cfg: &SuccessDropConfig,
-    ts: f64,
-    dt: &[f64],
-    alpha: &[f64],
-    req: &[f64],
-    err: &[f64],
-    sum: &mut [f64],
-    w: &mut [f64],
-    var: &mut [f64],
-    low: &mut [f64],
-    rate_o: &mut [f64],
-    lvl_o: &mut [f64],
-    firing: &[f64],
-    clear: &mut [f64],
-    runstart: &mut [f64],
+    dt: &[F],
+    alpha: &[F],
+    req: &[F],
+    err: &[F],
+    sum: &mut [F],
+    w: &mut [F],
+    var: &mut [F],
+    low: &mut [F],
+    rate_o: &mut [F],
+    lvl_o: &mut [F],
+    firing: &[F],
+    clear: &mut [F],
     attn: &mut [u8],
+    starts: &mut [u32],
+    bit: u32,
 ) {
     let len = req.len();
     let (err, dt, alpha) = (&err[..len], &dt[..len], &alpha[..len]);
@@ -244,40 +291,32 @@ fn success_rows(
         &mut low[..len],
     );
     let (rate_o, lvl_o, firing) = (&mut rate_o[..len], &mut lvl_o[..len], &firing[..len]);
-    let (clear, runstart, attn) = (&mut clear[..len], &mut runstart[..len], &mut attn[..len]);
-    let confirm = f64::from(cfg.confirm_samples);
+    let (clear, attn, starts) = (&mut clear[..len], &mut attn[..len], &mut starts[..len]);
+    let confirm = to_f(f64::from(cfg.confirm_samples));
+    let (min_drop, min_z) = (to_f(cfg.min_drop), to_f(cfg.min_z));
     for i in 0..len {
-        let rate = (req[i] - err[i]).max(0.0) / dt[i];
+        let (dti, low0, clear0, var0, fir) = (dt[i], low[i], clear[i], var[i], firing[i]);
+        let rate = (req[i] - err[i]).max(0.0) / dti;
         let has_level = w[i] > 0.0;
         let lvl = if has_level { sum[i] / w[i] } else { rate };
         let rel = if lvl > 0.0 { rate / lvl - 1.0 } else { 0.0 };
-        let sd = (var[i] + 1.0 / (lvl * dt[i]).max(1.0)).sqrt();
-        let is_low = has_level && rel < -cfg.min_drop && rel < -cfg.min_z * sd;
-        runstart[i] = if is_low && low[i] <= 0.0 {
-            ts - dt[i] * 1000.0
-        } else {
-            runstart[i]
-        };
-        low[i] = if is_low { low[i] + 1.0 } else { 0.0 };
-        clear[i] = if rel > -0.5 * cfg.min_drop {
-            clear[i] + dt[i]
-        } else {
-            0.0
-        };
-        let quiet = firing[i] <= 0.0 && rel > -0.5 * cfg.min_drop;
+        let sd = (var0 + 1.0 / (lvl * dti).max(1.0)).sqrt();
+        let is_low = has_level && rel < -min_drop && rel < -min_z * sd;
+        starts[i] |= if is_low && low0 <= 0.0 { bit } else { 0 };
+        let low1 = if is_low { low0 + 1.0 } else { 0.0 };
+        low[i] = low1;
+        let recovered = rel > -0.5 * min_drop;
+        clear[i] = if recovered { clear0 + dti } else { 0.0 };
+        let quiet = fir <= 0.0 && recovered;
         let a = if quiet { alpha[i] } else { 0.0 };
         let learn_rate = if has_level { rate.min(lvl * 1.2) } else { rate };
         sum[i] = sum[i] * (1.0 - a) + if quiet { learn_rate } else { 0.0 };
         w[i] = w[i] * (1.0 - a) + if quiet { 1.0 } else { 0.0 };
         let dev = rel.clamp(-1.0, 1.0);
-        var[i] += if has_level {
-            a * (dev * dev - var[i])
-        } else {
-            0.0
-        };
+        var[i] = var0 + if has_level { a * (dev * dev - var0) } else { 0.0 };
         rate_o[i] = rate;
         lvl_o[i] = lvl;
-        attn[i] |= u8::from((low[i] >= confirm) | (firing[i] > 0.0));
+        attn[i] |= u8::from((low1 >= confirm) | (fir > 0.0));
     }
 }
 }
@@ -285,15 +324,14 @@ fn success_rows(
 /// State columns of the latency detector.
 #[derive(Debug)]
 pub struct LatencyCols<'a> {
-    pub m: &'a mut [f64],
-    pub v: &'a mut [f64],
-    pub n: &'a mut [f64],
-    pub cus: &'a mut [f64],
-    pub last: &'a mut [f64],
-    pub firing: &'a [f64],
-    pub clear: &'a mut [f64],
-    pub runstart: &'a mut [f64],
-    pub z: &'a mut [f64],
+    pub m: &'a mut [F],
+    pub v: &'a mut [F],
+    pub n: &'a mut [F],
+    pub cus: &'a mut [F],
+    pub last: &'a mut [F],
+    pub firing: &'a [F],
+    pub clear: &'a mut [F],
+    pub z: &'a mut [F],
 }
 
 /// CUSUM on the z-score of log p99 against an EWMA mean/variance of log p99. Samples with too few
@@ -303,14 +341,14 @@ pub struct LatencyCols<'a> {
 pub fn latency(
     cfg: &LatencyConfig,
     c: &Common<'_>,
-    p99: &[f64],
-    req: &[f64],
+    p99: &[F],
+    req: &[F],
     s: LatencyCols<'_>,
-    attn: &mut [u8],
+    m: Marks<'_>,
 ) {
     latency_rows(
-        cfg, c.ts, c.dt, c.alpha, c.warm, p99, req, s.m, s.v, s.n, s.cus, s.last, s.firing,
-        s.clear, s.runstart, s.z, attn,
+        cfg, c.dt, c.alpha, c.warm, p99, req, s.m, s.v, s.n, s.cus, s.last, s.firing, s.clear, s.z,
+        m.attn, m.starts, m.bit,
     );
 }
 
@@ -318,38 +356,40 @@ crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
 fn latency_rows(
     cfg: &LatencyConfig,
-    ts: f64,
-    dt: &[f64],
-    alpha: &[f64],
-    warm: &[f64],
-    p99: &[f64],
-    req: &[f64],
-    m: &mut [f64],
-    v: &mut [f64],
-    n: &mut [f64],
-    cus: &mut [f64],
-    last: &mut [f64],
-    firing: &[f64],
-    clear: &mut [f64],
-    runstart: &mut [f64],
-    zs: &mut [f64],
+    dt: &[F],
+    alpha: &[F],
+    warm: &[F],
+    p99: &[F],
+    req: &[F],
+    m: &mut [F],
+    v: &mut [F],
+    n: &mut [F],
+    cus: &mut [F],
+    last: &mut [F],
+    firing: &[F],
+    clear: &mut [F],
+    zs: &mut [F],
     attn: &mut [u8],
+    starts: &mut [u32],
+    bit: u32,
 ) {
     let len = p99.len();
     let (req, dt, alpha, warm) = (&req[..len], &dt[..len], &alpha[..len], &warm[..len]);
     let (m, v, n, cus) = (&mut m[..len], &mut v[..len], &mut n[..len], &mut cus[..len]);
-    let (last, firing, clear, runstart) = (
+    let (last, firing, clear, starts) = (
         &mut last[..len],
         &firing[..len],
         &mut clear[..len],
-        &mut runstart[..len],
+        &mut starts[..len],
     );
     let (zs, attn) = (&mut zs[..len], &mut attn[..len]);
-    let min_sd2 = cfg.min_log_sd * cfg.min_log_sd;
-    let ln_clear = fast_ln(1.0 + 0.5 * (cfg.min_factor - 1.0));
+    let min_sd2 = to_f(cfg.min_log_sd * cfg.min_log_sd);
+    let ln_clear = fast_ln(to_f(1.0 + 0.5 * (cfg.min_factor - 1.0)));
+    let (min_requests, cusum_k) = (to_f(cfg.min_requests), to_f(cfg.cusum_k));
+    let (cusum_h, spike_z) = (to_f(cfg.cusum_h), to_f(cfg.spike_z));
     for i in 0..len {
         let p = p99[i];
-        let valid = p.is_finite() && p > 0.0 && req[i] >= cfg.min_requests;
+        let valid = p.is_finite() && p > 0.0 && req[i] >= min_requests;
         let lp = fast_ln(if valid { p } else { 1.0 });
         let first = n[i] <= 0.0;
         let mean = if first { lp } else { m[i] };
@@ -361,15 +401,11 @@ fn latency_rows(
         let z = dev / sd;
         let prev = cus[i];
         let next = if valid && warm[i] > 0.0 {
-            (prev + z - cfg.cusum_k).clamp(0.0, 1e12)
+            (prev + z - cusum_k).clamp(0.0, 1e12)
         } else {
             prev
         };
-        runstart[i] = if prev <= 0.0 && next > 0.0 {
-            ts - dt[i] * 1000.0
-        } else {
-            runstart[i]
-        };
+        starts[i] |= if prev <= 0.0 && next > 0.0 { bit } else { 0 };
         cus[i] = next;
         clear[i] = if valid {
             if dev < ln_clear {
@@ -390,7 +426,7 @@ fn latency_rows(
         // Winsorise at 3 deviations once the spread is known; not before, or a spread learned
         // from the first few samples could never grow to its real size.
         let clip = if n[i] < 30.0 {
-            f64::INFINITY
+            F::INFINITY
         } else {
             9.0 * sd * sd
         };
@@ -398,7 +434,7 @@ fn latency_rows(
         n[i] += if quiet { 1.0 } else { 0.0 };
         last[i] = if valid { p } else { last[i] };
         zs[i] = if valid && warm[i] > 0.0 { z } else { 0.0 };
-        attn[i] |= u8::from((next > cfg.cusum_h) | (zs[i] >= cfg.spike_z) | (firing[i] > 0.0));
+        attn[i] |= u8::from((next > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0));
     }
 }
 }
@@ -406,17 +442,16 @@ fn latency_rows(
 /// State columns of the DB pool detector.
 #[derive(Debug)]
 pub struct PoolCols<'a> {
-    pub lvl: &'a mut [f64],
-    pub tr: &'a mut [f64],
-    pub base: &'a mut [f64],
-    pub var: &'a mut [f64],
-    pub n: &'a mut [f64],
-    pub last: &'a mut [f64],
-    pub warn: &'a mut [f64],
-    pub sat: &'a mut [f64],
-    pub firing: &'a [f64],
-    pub clear: &'a mut [f64],
-    pub runstart: &'a mut [f64],
+    pub lvl: &'a mut [F],
+    pub tr: &'a mut [F],
+    pub base: &'a mut [F],
+    pub var: &'a mut [F],
+    pub n: &'a mut [F],
+    pub last: &'a mut [F],
+    pub warn: &'a mut [F],
+    pub sat: &'a mut [F],
+    pub firing: &'a [F],
+    pub clear: &'a mut [F],
 }
 
 /// Pool utilisation smoothed with Holt's linear method (level + trend per second). Saturated:
@@ -426,15 +461,15 @@ pub struct PoolCols<'a> {
 pub fn pool(
     cfg: &DbPoolConfig,
     c: &Common<'_>,
-    active: &[f64],
-    max: &[f64],
-    pending: &[f64],
+    active: &[F],
+    max: &[F],
+    pending: &[F],
     s: PoolCols<'_>,
-    attn: &mut [u8],
+    m: Marks<'_>,
 ) {
     pool_rows(
-        cfg, c.ts, c.dt, c.alpha, active, max, pending, s.lvl, s.tr, s.base, s.var, s.n, s.last,
-        s.warn, s.sat, s.firing, s.clear, s.runstart, attn,
+        cfg, c.dt, c.alpha, active, max, pending, s.lvl, s.tr, s.base, s.var, s.n, s.last, s.warn,
+        s.sat, s.firing, s.clear, m.attn, m.starts, m.bit,
     );
 }
 
@@ -442,24 +477,24 @@ crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
 fn pool_rows(
     cfg: &DbPoolConfig,
-    ts: f64,
-    dt: &[f64],
-    alpha: &[f64],
-    active: &[f64],
-    max: &[f64],
-    pending: &[f64],
-    lvl: &mut [f64],
-    tr: &mut [f64],
-    base: &mut [f64],
-    var: &mut [f64],
-    n: &mut [f64],
-    last: &mut [f64],
-    warn: &mut [f64],
-    sat: &mut [f64],
-    firing: &[f64],
-    clear: &mut [f64],
-    runstart: &mut [f64],
+    dt: &[F],
+    alpha: &[F],
+    active: &[F],
+    max: &[F],
+    pending: &[F],
+    lvl: &mut [F],
+    tr: &mut [F],
+    base: &mut [F],
+    var: &mut [F],
+    n: &mut [F],
+    last: &mut [F],
+    warn: &mut [F],
+    sat: &mut [F],
+    firing: &[F],
+    clear: &mut [F],
     attn: &mut [u8],
+    starts: &mut [u32],
+    bit: u32,
 ) {
     let len = active.len();
     let (max, pending, dt, alpha) = (&max[..len], &pending[..len], &dt[..len], &alpha[..len]);
@@ -476,9 +511,12 @@ fn pool_rows(
         &mut sat[..len],
         &firing[..len],
     );
-    let (clear, runstart, attn) = (&mut clear[..len], &mut runstart[..len], &mut attn[..len]);
-    let confirm = f64::from(cfg.confirm_samples);
-    let min_var = cfg.min_sd * cfg.min_sd;
+    let (clear, attn, starts) = (&mut clear[..len], &mut attn[..len], &mut starts[..len]);
+    let confirm = to_f(f64::from(cfg.confirm_samples));
+    let min_var = to_f(cfg.min_sd * cfg.min_sd);
+    let (warn_min_u, warn_z) = (to_f(cfg.warn_min_utilisation), to_f(cfg.warn_level_z));
+    let (horizon, sat_u) = (to_f(cfg.horizon_s), to_f(cfg.saturated_utilisation));
+    let min_pending = to_f(cfg.min_pending);
     for i in 0..len {
         let u = active[i] / max[i];
         let valid = u.is_finite() && max[i] > 0.0;
@@ -497,23 +535,19 @@ fn pool_rows(
         let eta = if new_tr > 0.0 {
             (1.0 - new_lvl).max(0.0) / new_tr
         } else {
-            f64::INFINITY
+            F::INFINITY
         };
         let warn_now = valid
             && !first
-            && new_lvl >= cfg.warn_min_utilisation
-            && z >= cfg.warn_level_z
-            && eta <= cfg.horizon_s;
-        let sat_now = valid && u >= cfg.saturated_utilisation && pending[i] >= cfg.min_pending;
+            && new_lvl >= warn_min_u
+            && z >= warn_z
+            && eta <= horizon;
+        let sat_now = valid && u >= sat_u && pending[i] >= min_pending;
         let streak_start = (warn_now || sat_now) && warn[i] <= 0.0 && sat[i] <= 0.0;
-        runstart[i] = if streak_start {
-            ts - dt[i] * 1000.0
-        } else {
-            runstart[i]
-        };
+        starts[i] |= if streak_start { bit } else { 0 };
         warn[i] = if warn_now { warn[i] + 1.0 } else { 0.0 };
         sat[i] = if sat_now { sat[i] + 1.0 } else { 0.0 };
-        let calm = valid && !warn_now && !sat_now && z < 0.5 * cfg.warn_level_z;
+        let calm = valid && !warn_now && !sat_now && z < 0.5 * warn_z;
         clear[i] = if calm {
             clear[i] + dt[i]
         } else if valid {

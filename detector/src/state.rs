@@ -1,18 +1,34 @@
-//! Per-series detector state as a struct of arrays: one `Vec<f64>` per field, indexed by the
-//! dense series id. The same type doubles as the row-dense scratch a tick is computed in:
-//! gather the rows' series, run the kernels over contiguous slices, scatter back.
+//! Per-series detector state as a struct of arrays: one `Vec` per field, indexed by the dense
+//! series id. The same type doubles as the row-dense scratch a tick is computed in: gather the
+//! rows' series, run the kernels over contiguous slices, scatter back.
+//!
+//! The statistics are [`F`] (`f32`): eight lanes to an AVX2 register instead of four, half the
+//! bytes to move per sample, and single-precision division and square root at about twice the
+//! throughput. Their inputs are counts and ratios judged against thresholds, for which seven
+//! significant digits are ample. What must be exact stays `f64`: event times (epoch
+//! milliseconds) and cumulative counts.
+
+/// The float type of the per-sample statistics.
+pub type F = f32;
+
+/// `x` as an [`F`] (statistics, thresholds: rounding to seven digits is intended).
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)]
+pub fn to_f(x: f64) -> F {
+    x as F
+}
 
 macro_rules! soa {
-    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident),* $(,)? }) => {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
         pub struct $name {
-            $($(#[$fmeta])* pub $field: Vec<f64>,)*
+            $($(#[$fmeta])* pub $field: Vec<$ty>,)*
         }
 
         impl $name {
-            /// Number of f64 fields per series (for the memory budget).
-            pub const FIELDS: usize = [$(stringify!($field)),*].len();
+            /// Bytes of state per series (for the memory budget).
+            pub const BYTES: usize = 0 $(+ std::mem::size_of::<$ty>())*;
 
             pub fn len(&self) -> usize {
                 self.last_ts.len()
@@ -29,7 +45,7 @@ macro_rules! soa {
 
             /// Grows (or shrinks) every column to `n` entries, new ones zeroed.
             pub fn resize(&mut self, n: usize) {
-                $(self.$field.resize(n, 0.0);)*
+                $(self.$field.resize(n, <$ty>::default());)*
             }
 
             /// Copies the state of `ids[i]` into row `i` of `out` (which is resized to `ids.len()`).
@@ -56,26 +72,41 @@ soa! {
     /// Everything the detector remembers about a series. Flags are stored as 0.0 / 1.0 so the
     /// kernels stay branch-free; times are epoch milliseconds (exact in f64).
     pub struct SeriesState {
-        // Common.
-        last_ts, interval_s, alpha, seen,
+        // Common: newest sample evaluated (epoch ms), interval (s), slow-baseline and fast
+        // (recovery) EWMA weights for that interval, samples evaluated (saturating).
+        last_ts: f64, interval_s: F, alpha: F, fast_a: F, seen: F,
         // error_rate_spike: EWMA sums of errors/requests (baseline), dispersion, CUSUM,
-        // current run sums and start, fast EWMA sums (for resolution), firing flag, clear count.
-        e_be, e_bn, e_phi, e_cus, e_rune, e_runn, e_runstart, e_fe, e_fn, e_firing, e_clear, e_p0, e_p1,
+        // current run sums and start, fast EWMA sums (for resolution), firing flag, clear time.
+        e_be: F, e_bn: F, e_phi: F, e_cus: F, e_rune: F, e_runn: F, e_runstart: f64,
+        e_fe: F, e_fn: F, e_firing: F, e_clear: F,
         // retry_amplification: same layout.
-        r_be, r_bn, r_phi, r_cus, r_rune, r_runn, r_runstart, r_fe, r_fn, r_firing, r_clear, r_p0, r_p1,
+        r_be: F, r_bn: F, r_phi: F, r_cus: F, r_rune: F, r_runn: F, r_runstart: f64,
+        r_fe: F, r_fn: F, r_firing: F, r_clear: F,
         // success_drop: level sum and weight, relative variance, consecutive low samples,
-        // last rate and level, firing flag, clear count, run start.
-        s_sum, s_w, s_var, s_low, s_rate, s_lvl, s_firing, s_clear, s_runstart,
+        // last rate and level, firing flag, clear time, run start.
+        s_sum: F, s_w: F, s_var: F, s_low: F, s_rate: F, s_lvl: F, s_firing: F, s_clear: F,
+        s_runstart: f64,
         // latency_spike: log-p99 mean and variance, samples learned, CUSUM, last p99,
-        // firing flag, clear count, run start, z-score of the last sample.
-        l_m, l_v, l_n, l_cus, l_last, l_firing, l_clear, l_runstart, l_z,
+        // firing flag, clear time, run start, z-score of the last sample.
+        l_m: F, l_v: F, l_n: F, l_cus: F, l_last: F, l_firing: F, l_clear: F, l_runstart: f64,
+        l_z: F,
         // db_pool_saturation: Holt level and trend, baseline and variance, samples learned,
-        // last utilisation, warn/saturated streaks, firing flag, clear count, run start.
-        p_lvl, p_tr, p_base, p_var, p_n, p_last, p_warn, p_sat, p_firing, p_clear, p_runstart,
+        // last utilisation, warn/saturated streaks, firing flag, clear time, run start.
+        p_lvl: F, p_tr: F, p_base: F, p_var: F, p_n: F, p_last: F, p_warn: F, p_sat: F,
+        p_firing: F, p_clear: F, p_runstart: f64,
         // telemetry_absent firing flag.
-        a_firing,
+        a_firing: F,
         // Cold: requests, errors and retries of every sample evaluated (whole numbers, exact
         // up to 2^53), and the DB pool's waiters at the last sample (NaN when not reported).
-        t_req, t_err, t_retries, p_pending,
+        t_req: f64, t_err: f64, t_retries: f64, p_pending: F,
     }
+}
+
+/// A statistic for people to read: `x` at [`F`]'s precision, as the shortest decimal that
+/// names it (so a rate held as `1542.8f32` is reported as 1542.8, not 1542.800048828125).
+pub fn readable(x: f64) -> f64 {
+    if !x.is_finite() {
+        return x;
+    }
+    to_f(x).to_string().parse().unwrap_or(x)
 }
