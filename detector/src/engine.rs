@@ -5,8 +5,10 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::types::{
+    ArrowPrimitiveType, Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, PrimitiveArray, RecordBatch};
 
 use crate::alert::{alert_id, summary, AlertEvent, AlertKind, AlertState, Severity};
 use crate::config::{ConfigError, DetectorConfig, Params};
@@ -180,8 +182,6 @@ pub struct Detector {
     svc_base: Vec<f64>,
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
-    /// The batch being pushed, as f64 columns (scratch, reused; `sid` unused).
-    cols: Rows,
     /// Per tick: warm flags (scratch, reused).
     warm: Vec<F>,
     /// Per tick: 1 when a kernel saw evidence worth the candidate pass (scratch, reused).
@@ -260,7 +260,6 @@ impl Detector {
             active: HashMap::new(),
             stats: DetectorStats::default(),
             warm: Vec::new(),
-            cols: Rows::default(),
             flags: TickFlags::default(),
             single: Rows::default(),
             prev_sids: Vec::new(),
@@ -406,73 +405,36 @@ impl Detector {
         self.register_series(keys);
         let sid = schema::series_ids(batch, self.keys.len())?;
         let ts = schema::column::<TimestampMillisecondType>(batch, schema::TS)?;
-        let interval = schema::column::<UInt32Type>(batch, schema::INTERVAL_MS)?;
-        let req = schema::column::<UInt64Type>(batch, schema::REQUESTS)?;
-        let err = schema::column::<UInt64Type>(batch, schema::ERRORS)?;
-        let retries = schema::column::<UInt64Type>(batch, schema::RETRIES)?;
-        let p99 = schema::column::<Float64Type>(batch, schema::LATENCY_P99_MS)?;
-        let pa = schema::column::<UInt32Type>(batch, schema::DB_POOL_ACTIVE)?;
-        let pm = schema::column::<UInt32Type>(batch, schema::DB_POOL_MAX)?;
-        let pp = schema::column::<UInt32Type>(batch, schema::DB_POOL_PENDING)?;
-        // Columns to F a column at a time (tight loops over the value buffers, nulls patched
-        // afterwards), then the per-row bookkeeping reads plain slices. Counts above 2^24 round
-        // to seven significant digits here (totals of such samples are not exact).
-        let mut c = std::mem::take(&mut self.cols);
-        #[allow(clippy::cast_precision_loss)]
-        {
-            fill(&mut c.dt, interval.values(), |v| {
-                (v as F / 1000.0).max(0.001)
-            });
-            fill(&mut c.req, req.values(), |v| v as F);
-            fill(&mut c.err, err.values(), |v| v as F);
-            fill(&mut c.retries, retries.values(), |v| v as F);
-            patch_nulls(&mut c.retries, retries, F::NAN);
-            fill(&mut c.p99, p99.values(), to_f);
-            patch_nulls(&mut c.p99, p99, F::NAN);
-            fill(&mut c.pool_active, pa.values(), |v| v as F);
-            patch_nulls(&mut c.pool_active, pa, F::NAN);
-            fill(&mut c.pool_max, pm.values(), |v| v as F);
-            patch_nulls(&mut c.pool_max, pm, F::NAN);
-            fill(&mut c.pool_pending, pp.values(), |v| v as F);
-            patch_nulls(&mut c.pool_pending, pp, 0.0);
-        }
-        let (sids, tss) = (sid.values(), ts.values());
+        let cols = BatchCols {
+            interval: schema::column::<UInt32Type>(batch, schema::INTERVAL_MS)?,
+            req: schema::column::<UInt64Type>(batch, schema::REQUESTS)?,
+            err: schema::column::<UInt64Type>(batch, schema::ERRORS)?,
+            retries: schema::column::<UInt64Type>(batch, schema::RETRIES)?,
+            p99: schema::column::<Float64Type>(batch, schema::LATENCY_P99_MS)?,
+            pool_active: schema::column::<UInt32Type>(batch, schema::DB_POOL_ACTIVE)?,
+            pool_max: schema::column::<UInt32Type>(batch, schema::DB_POOL_MAX)?,
+            pool_pending: schema::column::<UInt32Type>(batch, schema::DB_POOL_PENDING)?,
+        };
         let n = batch.num_rows();
-        let (sids, tss) = (&sids[..n], &tss[..n]);
-        let (dt, rq, er, rt) = (&c.dt[..n], &c.req[..n], &c.err[..n], &c.retries[..n]);
-        let (p9, pa, pm, pp) = (
-            &c.p99[..n],
-            &c.pool_active[..n],
-            &c.pool_max[..n],
-            &c.pool_pending[..n],
-        );
+        let (sids, tss) = (&sid.values()[..n], &ts.values()[..n]);
         let mut i = 0;
         while i < n {
             // Most rows join a tick that is already open, behind a row of the same tick: those
-            // are taken a run at a time. The rest (a tick's first row, late rows, possible
-            // duplicates) go one by one through `push_row`, which the runs are equivalent to.
+            // are converted straight into the tick a run at a time. The rest (a tick's first
+            // row, late rows, possible duplicates) go one by one through `push_row`, which the
+            // runs are equivalent to.
             if let Some((pos, end)) = self.open_run(sids, tss, i) {
-                self.append_run(&c, sids, pos, i..end);
+                self.stats.samples += (end - i) as u64;
+                let rows = &mut self.pending[pos].rows;
+                rows.sid.extend_from_slice(&sids[i..end]);
+                cols.append(i..end, rows);
                 self.close_ready(out);
                 i = end;
                 continue;
             }
-            let row = Row {
-                sid: sids[i],
-                ts: tss[i],
-                dt: dt[i],
-                req: rq[i],
-                err: er[i],
-                retries: rt[i],
-                p99: p9[i],
-                pool_active: pa[i],
-                pool_max: pm[i],
-                pool_pending: pp[i],
-            };
-            self.push_row(&row, out);
+            self.push_row(&cols.row(sids[i], tss[i], i), out);
             i += 1;
         }
-        self.cols = c;
         Ok(())
     }
 
@@ -509,22 +471,6 @@ impl Detector {
         }
         self.pending[pos].hits = hits;
         (end > start).then_some((pos, end))
-    }
-
-    /// Appends rows `range` of the converted batch `c` to the open tick `pending[pos]`.
-    fn append_run(&mut self, c: &Rows, sids: &[u32], pos: usize, range: std::ops::Range<usize>) {
-        self.stats.samples += range.len() as u64;
-        let rows = &mut self.pending[pos].rows;
-        rows.sid.extend_from_slice(&sids[range.clone()]);
-        rows.dt.extend_from_slice(&c.dt[range.clone()]);
-        rows.req.extend_from_slice(&c.req[range.clone()]);
-        rows.err.extend_from_slice(&c.err[range.clone()]);
-        rows.retries.extend_from_slice(&c.retries[range.clone()]);
-        rows.p99.extend_from_slice(&c.p99[range.clone()]);
-        rows.pool_active
-            .extend_from_slice(&c.pool_active[range.clone()]);
-        rows.pool_max.extend_from_slice(&c.pool_max[range.clone()]);
-        rows.pool_pending.extend_from_slice(&c.pool_pending[range]);
     }
 
     /// Closes every open tick (end of a replay, or shutdown).
@@ -1188,19 +1134,127 @@ impl Detector {
     }
 }
 
-/// `out = values.map(f)`, reusing `out`'s allocation.
-fn fill<T: Copy>(out: &mut Vec<F>, values: &[T], f: impl Fn(T) -> F) {
-    out.clear();
+/// The sample columns of a batch being pushed.
+struct BatchCols<'a> {
+    interval: &'a PrimitiveArray<UInt32Type>,
+    req: &'a PrimitiveArray<UInt64Type>,
+    err: &'a PrimitiveArray<UInt64Type>,
+    retries: &'a PrimitiveArray<UInt64Type>,
+    p99: &'a PrimitiveArray<Float64Type>,
+    pool_active: &'a PrimitiveArray<UInt32Type>,
+    pool_max: &'a PrimitiveArray<UInt32Type>,
+    pool_pending: &'a PrimitiveArray<UInt32Type>,
+}
+
+// Counts become F here: above 2^24 they round to seven significant digits (and totals of such
+// samples are not exact).
+#[allow(clippy::cast_precision_loss)]
+impl BatchCols<'_> {
+    /// Row `i` (series `sid`, time `ts`) as a [`Row`].
+    fn row(&self, sid: u32, ts: i64, i: usize) -> Row {
+        let or = |valid: bool, v: F, null: F| if valid { v } else { null };
+        Row {
+            sid,
+            ts,
+            dt: (self.interval.value(i) as F / 1000.0).max(0.001),
+            req: self.req.value(i) as F,
+            err: self.err.value(i) as F,
+            retries: or(self.retries.is_valid(i), self.retries.value(i) as F, F::NAN),
+            p99: or(self.p99.is_valid(i), to_f(self.p99.value(i)), F::NAN),
+            pool_active: or(
+                self.pool_active.is_valid(i),
+                self.pool_active.value(i) as F,
+                F::NAN,
+            ),
+            pool_max: or(
+                self.pool_max.is_valid(i),
+                self.pool_max.value(i) as F,
+                F::NAN,
+            ),
+            pool_pending: or(
+                self.pool_pending.is_valid(i),
+                self.pool_pending.value(i) as F,
+                0.0,
+            ),
+        }
+    }
+
+    /// Appends rows `range` to `rows` (all columns but `sid`), a column at a time: tight
+    /// conversion loops over the value buffers, nulls patched afterwards.
+    fn append(&self, range: std::ops::Range<usize>, rows: &mut Rows) {
+        let r = range.clone();
+        append(&mut rows.dt, &self.interval.values()[r.clone()], |v| {
+            (v as F / 1000.0).max(0.001)
+        });
+        append(&mut rows.req, &self.req.values()[r.clone()], |v| v as F);
+        append(&mut rows.err, &self.err.values()[r.clone()], |v| v as F);
+        append_nullable(
+            &mut rows.retries,
+            self.retries,
+            r.clone(),
+            |v| v as F,
+            F::NAN,
+        );
+        append_nullable(&mut rows.p99, self.p99, r.clone(), to_f, F::NAN);
+        append_nullable(
+            &mut rows.pool_active,
+            self.pool_active,
+            r.clone(),
+            |v| v as F,
+            F::NAN,
+        );
+        append_nullable(
+            &mut rows.pool_max,
+            self.pool_max,
+            r.clone(),
+            |v| v as F,
+            F::NAN,
+        );
+        append_nullable(
+            &mut rows.pool_pending,
+            self.pool_pending,
+            r,
+            |v| v as F,
+            0.0,
+        );
+    }
+}
+
+/// `out.extend(values.map(f))`.
+fn append<T: Copy>(out: &mut Vec<F>, values: &[T], f: impl Fn(T) -> F) {
     out.extend(values.iter().map(|&v| f(v)));
 }
 
-/// Replaces the entries of `out` whose row is null in `a` with `with`.
-fn patch_nulls(out: &mut [F], a: &dyn Array, with: F) {
-    if let Some(nulls) = a.nulls().filter(|n| n.null_count() > 0) {
-        for (o, valid) in out.iter_mut().zip(nulls.iter()) {
-            if !valid {
-                *o = with;
+/// Appends rows `range` of `a` converted by `f`, with `null` where a row is null. The null
+/// bitmap is read 64 rows at a time, and a chunk with no nulls is skipped.
+fn append_nullable<T: ArrowPrimitiveType>(
+    out: &mut Vec<F>,
+    a: &PrimitiveArray<T>,
+    range: std::ops::Range<usize>,
+    f: impl Fn(T::Native) -> F,
+    null: F,
+) {
+    let start = out.len();
+    append(out, &a.values()[range.clone()], f);
+    let Some(nulls) = a.nulls().filter(|n| n.null_count() > 0) else {
+        return;
+    };
+    let bits = nulls.inner().slice(range.start, range.len());
+    let chunks = bits.bit_chunks();
+    let mut outs = out[start..].chunks_exact_mut(64);
+    for (o, valid) in (&mut outs).zip(chunks.iter()) {
+        if valid != u64::MAX {
+            for (j, v) in o.iter_mut().enumerate() {
+                if (valid >> j) & 1 == 0 {
+                    *v = null;
+                }
             }
+        }
+    }
+    let valid = chunks.remainder_bits();
+    for (j, v) in outs.into_remainder().iter_mut().enumerate() {
+        if (valid >> j) & 1 == 0 {
+            *v = null;
         }
     }
 }
@@ -1391,19 +1445,24 @@ fn run_kernels(
     );
     // Runs that started in this tick begin at the start of the row's interval. (The kernels
     // only flag them: a column of f64 times in their loops would halve their vector width.)
-    for (bit, col) in [
-        (START_E, &mut sc.e_runstart),
-        (START_R, &mut sc.r_runstart),
-        (START_S, &mut sc.s_runstart),
-        (START_L, &mut sc.l_runstart),
-        (START_P, &mut sc.p_runstart),
-    ] {
-        for ((t, &f), &dt) in col[r.clone()].iter_mut().zip(&*starts).zip(&rows.dt) {
-            *t = if f & bit != 0 {
-                tsf - f64::from(dt) * 1000.0
-            } else {
-                *t
-            };
+    // Only a few rows start a run in any tick: one pass over the flags, writing where set.
+    let base = r.start;
+    for (i, (&f, &dt)) in starts.iter().zip(&rows.dt).enumerate() {
+        if f == 0 {
+            continue;
+        }
+        let t0 = tsf - f64::from(dt) * 1000.0;
+        let s = base + i;
+        for (bit, col) in [
+            (START_E, &mut sc.e_runstart),
+            (START_R, &mut sc.r_runstart),
+            (START_S, &mut sc.s_runstart),
+            (START_L, &mut sc.l_runstart),
+            (START_P, &mut sc.p_runstart),
+        ] {
+            if f & bit != 0 {
+                col[s] = t0;
+            }
         }
     }
     // Telemetry is back for a series marked absent: the candidate pass resolves it.
