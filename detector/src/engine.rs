@@ -1157,9 +1157,13 @@ impl BatchCols<'_> {
             sid,
             ts,
             dt: (self.interval.value(i) as F / 1000.0).max(0.001),
-            req: self.req.value(i) as F,
-            err: self.err.value(i) as F,
-            retries: or(self.retries.is_valid(i), self.retries.value(i) as F, F::NAN),
+            req: convert::count(self.req.value(i)),
+            err: convert::count(self.err.value(i)),
+            retries: or(
+                self.retries.is_valid(i),
+                convert::count(self.retries.value(i)),
+                F::NAN,
+            ),
             p99: or(self.p99.is_valid(i), to_f(self.p99.value(i)), F::NAN),
             pool_active: or(
                 self.pool_active.is_valid(i),
@@ -1183,65 +1187,105 @@ impl BatchCols<'_> {
     /// conversion loops over the value buffers, nulls patched afterwards.
     fn append(&self, range: std::ops::Range<usize>, rows: &mut Rows) {
         let r = range.clone();
-        append(&mut rows.dt, &self.interval.values()[r.clone()], |v| {
-            (v as F / 1000.0).max(0.001)
-        });
-        append(&mut rows.req, &self.req.values()[r.clone()], |v| v as F);
-        append(&mut rows.err, &self.err.values()[r.clone()], |v| v as F);
-        append_nullable(
-            &mut rows.retries,
-            self.retries,
-            r.clone(),
-            |v| v as F,
-            F::NAN,
+        convert::interval_s(
+            grow(&mut rows.dt, r.len()),
+            &self.interval.values()[r.clone()],
         );
-        append_nullable(&mut rows.p99, self.p99, r.clone(), to_f, F::NAN);
-        append_nullable(
-            &mut rows.pool_active,
-            self.pool_active,
-            r.clone(),
-            |v| v as F,
-            F::NAN,
-        );
-        append_nullable(
-            &mut rows.pool_max,
-            self.pool_max,
-            r.clone(),
-            |v| v as F,
-            F::NAN,
-        );
-        append_nullable(
-            &mut rows.pool_pending,
-            self.pool_pending,
-            r,
-            |v| v as F,
-            0.0,
-        );
+        convert::u64s(grow(&mut rows.req, r.len()), &self.req.values()[r.clone()]);
+        convert::u64s(grow(&mut rows.err, r.len()), &self.err.values()[r.clone()]);
+        let retries = grow(&mut rows.retries, r.len());
+        convert::u64s(retries, &self.retries.values()[r.clone()]);
+        patch_nulls(retries, self.retries, r.clone(), F::NAN);
+        let p99 = grow(&mut rows.p99, r.len());
+        convert::f64s(p99, &self.p99.values()[r.clone()]);
+        patch_nulls(p99, self.p99, r.clone(), F::NAN);
+        for (out, a, null) in [
+            (&mut rows.pool_active, self.pool_active, F::NAN),
+            (&mut rows.pool_max, self.pool_max, F::NAN),
+            (&mut rows.pool_pending, self.pool_pending, 0.0),
+        ] {
+            let out = grow(out, r.len());
+            convert::u32s(out, &a.values()[r.clone()]);
+            patch_nulls(out, a, r.clone(), null);
+        }
     }
 }
 
-/// `out.extend(values.map(f))`.
-fn append<T: Copy>(out: &mut Vec<F>, values: &[T], f: impl Fn(T) -> F) {
-    out.extend(values.iter().map(|&v| f(v)));
+/// Extends `v` by `n` entries and returns them.
+fn grow(v: &mut Vec<F>, n: usize) -> &mut [F] {
+    let start = v.len();
+    v.resize(start + n, 0.0);
+    &mut v[start..]
 }
 
-/// Appends rows `range` of `a` converted by `f`, with `null` where a row is null. The null
-/// bitmap is read 64 rows at a time, and a chunk with no nulls is skipped.
-fn append_nullable<T: ArrowPrimitiveType>(
-    out: &mut Vec<F>,
+/// Column conversions to [`F`], compiled for AVX2 too (`crate::isa`): the baseline has no
+/// packed conversion from unsigned integers.
+mod convert {
+    use super::F;
+
+    /// 2^52 as the bits of an f64: OR-ing an integer below 2^52 into its mantissa and
+    /// subtracting 2^52 converts it exactly, in plain vector instructions.
+    const TWO52: u64 = 0x4330_0000_0000_0000;
+
+    /// A count as [`F`] (saturating at 2^52, far beyond any real interval's requests).
+    #[inline(always)]
+    pub(super) fn count(x: u64) -> F {
+        super::to_f(f64::from_bits(TWO52 | x.min((1 << 52) - 1)) - 4_503_599_627_370_496.0)
+    }
+
+    crate::isa::multiversion! {
+    /// Counts, by [`count`].
+    pub(super) fn u64s(out: &mut [F], v: &[u64]) {
+        let v = &v[..out.len()];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = count(x);
+        }
+    }
+    }
+
+    crate::isa::multiversion! {
+    pub(super) fn u32s(out: &mut [F], v: &[u32]) {
+        let v = &v[..out.len()];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = super::to_f(f64::from(x));
+        }
+    }
+    }
+
+    crate::isa::multiversion! {
+    pub(super) fn f64s(out: &mut [F], v: &[f64]) {
+        let v = &v[..out.len()];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = super::to_f(x);
+        }
+    }
+    }
+
+    crate::isa::multiversion! {
+    /// Interval lengths: milliseconds to seconds, at least a millisecond.
+    pub(super) fn interval_s(out: &mut [F], v: &[u32]) {
+        let v = &v[..out.len()];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = (super::to_f(f64::from(x)) / 1000.0).max(0.001);
+        }
+    }
+    }
+}
+
+/// Sets `out[i]` to `null` where row `range.start + i` of `a` is null. The bitmap is read 64
+/// rows at a time, and a chunk with no nulls is skipped.
+fn patch_nulls<T: ArrowPrimitiveType>(
+    out: &mut [F],
     a: &PrimitiveArray<T>,
     range: std::ops::Range<usize>,
-    f: impl Fn(T::Native) -> F,
     null: F,
 ) {
-    let start = out.len();
-    append(out, &a.values()[range.clone()], f);
     let Some(nulls) = a.nulls().filter(|n| n.null_count() > 0) else {
         return;
     };
     let bits = nulls.inner().slice(range.start, range.len());
     let chunks = bits.bit_chunks();
-    let mut outs = out[start..].chunks_exact_mut(64);
+    let mut outs = out.chunks_exact_mut(64);
     for (o, valid) in (&mut outs).zip(chunks.iter()) {
         if valid != u64::MAX {
             for (j, v) in o.iter_mut().enumerate() {
