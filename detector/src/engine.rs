@@ -186,6 +186,8 @@ pub struct Detector {
     warm: Vec<F>,
     /// Per tick: 1 when a kernel saw evidence worth the candidate pass (scratch, reused).
     flags: TickFlags,
+    /// Per series: telemetry_absent is due (scratch, reused).
+    absent_due: Vec<u8>,
     single: Rows,
     prev_sids: Vec<u32>,
     tick_events: Vec<AlertEvent>,
@@ -261,6 +263,7 @@ impl Detector {
             stats: DetectorStats::default(),
             warm: Vec::new(),
             flags: TickFlags::default(),
+            absent_due: Vec::new(),
             single: Rows::default(),
             prev_sids: Vec::new(),
             tick_events: Vec::new(),
@@ -983,19 +986,25 @@ impl Detector {
         let k = self.p.cfg.telemetry.absent_after_intervals;
         let warmup = self.p.cfg.warmup_s;
         let st = &self.st;
-        let n = st.len();
-        let mut hits = Vec::new();
-        for s in 0..n {
-            let interval = f64::from(st.interval_s[s]);
-            // Event times are whole milliseconds: half a millisecond of slack absorbs the
-            // rounding of an interval that f32 cannot hold exactly (0.1 s, say).
-            let due = f64::from(st.seen[s]) * interval >= warmup
-                && st.a_firing[s] <= 0.0
-                && tsf - st.last_ts[s] >= k * interval * 1000.0 - 0.5;
-            if due {
-                hits.push(s);
-            }
-        }
+        let mut due = std::mem::take(&mut self.absent_due);
+        due.clear();
+        due.resize(st.len(), 0);
+        absent_due(
+            tsf,
+            k,
+            warmup,
+            &st.interval_s,
+            &st.seen,
+            &st.a_firing,
+            &st.last_ts,
+            &mut due,
+        );
+        let hits: Vec<usize> = if due.iter().any(|&d| d != 0) {
+            (0..due.len()).filter(|&s| due[s] != 0).collect()
+        } else {
+            Vec::new()
+        };
+        self.absent_due = due;
         for s in hits {
             #[allow(clippy::cast_possible_truncation)]
             let last = self.st.last_ts[s] as i64;
@@ -1330,6 +1339,36 @@ fn prepare(
         }
         warm.push(if seen[i] * dt >= warmup { 1.0 } else { 0.0 });
     }
+}
+
+crate::isa::multiversion! {
+/// `due[s] = 1` where warm series `s`, not already absent, has missed `k` of its intervals by
+/// event time `ts` (a tight loop over every series; the alerts are raised by the caller).
+#[allow(clippy::too_many_arguments)]
+fn absent_due(
+    ts: f64,
+    k: f64,
+    warmup: f64,
+    interval_s: &[F],
+    seen: &[F],
+    a_firing: &[F],
+    last_ts: &[f64],
+    due: &mut [u8],
+) {
+    let n = due.len();
+    let (interval_s, seen, a_firing, last_ts) =
+        (&interval_s[..n], &seen[..n], &a_firing[..n], &last_ts[..n]);
+    for s in 0..n {
+        let interval = f64::from(interval_s[s]);
+        // Event times are whole milliseconds: half a millisecond of slack absorbs the
+        // rounding of an interval that f32 cannot hold exactly (0.1 s, say).
+        due[s] = u8::from(
+            (f64::from(seen[s]) * interval >= warmup)
+                & (a_firing[s] <= 0.0)
+                & (ts - last_ts[s] >= k * interval * 1000.0 - 0.5),
+        );
+    }
+}
 }
 
 /// What the kernels flagged per row of a tick (scratch, reused).
