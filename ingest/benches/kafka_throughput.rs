@@ -1,21 +1,30 @@
-//! Kafka ingest throughput, one run, one table: per format, the same topic read twice, by
+//! Kafka ingest throughput, one run, one table: per format, the same topic read several times
+//! over, alternating between
 //!
 //! - **consume-only**: a bare rdkafka `BaseConsumer` poll loop that touches each payload and does
 //!   nothing else (the ceiling any consumer on this machine and broker can reach), and
 //! - **full path**: spikewatch's ingest + detect path: [`KafkaSource`] (consumer group, owned
-//!   messages), [`MessageDecoder`] into Arrow batches, the [`Detector`] on every batch, and the
+//!   messages, headers not read, as the service runs it), [`MessageDecoder`] into Arrow batches
+//!   (taking each payload over with `decode_owned` rather than copying it again; the service
+//!   still makes two more copies, see docs/kafka.md), the [`Detector`] on every batch, and the
 //!   at-least-once acknowledgement of every delivery,
 //!
 //! and, per format, decoding alone (in memory, one thread): for JSON that is samples/s per core.
+//! The full path's time is also split into its phases (source poll, decode, detector, ack), so
+//! the table says where the gap to consume-only is.
 //!
 //! The broker is librdkafka's in-process mock cluster (one broker), so the figures measure the
 //! client side, not a network. Both readers are timed from their first message to their last,
-//! so connecting and joining the group are not counted. The data are seeded: `SERIES` series
-//! reporting every 10 s, full samples (every optional field), keyed `cluster/service`; Arrow
-//! messages carry `ARROW_ROWS` rows of one partition each.
+//! so connecting and joining the group are not counted. Each round reads the whole topic once
+//! with each reader, one right after the other, so a burst of load on the shared machine hits
+//! both alike; the table gives the median of the rounds and the full/consume-only ratio's
+//! median and range. The data are seeded: `SERIES` series reporting every 10 s, full samples
+//! (every optional field), keyed `cluster/service`; Arrow messages carry `ARROW_ROWS` rows of one
+//! partition each.
 //!
-//! `cargo bench -p spikewatch-ingest --bench kafka_throughput` (set `SPIKEWATCH_BENCH_SAMPLES`
-//! to change the sample count, default 200000).
+//! `cargo bench -p spikewatch-ingest --bench kafka_throughput`. Environment:
+//! `SPIKEWATCH_BENCH_SAMPLES` (default 200000), `SPIKEWATCH_BENCH_ROUNDS` (default 5),
+//! `SPIKEWATCH_BENCH_FORMATS` (default `json,arrow`).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -89,12 +98,14 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// Writes the samples to `topic` in `format`; returns the number of messages.
-fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> usize {
+/// Writes the samples to `topic` in `format`; returns the number of messages and their payload
+/// bytes.
+fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> (usize, usize) {
     let p = KafkaProducer::new(brokers, &BTreeMap::new()).expect("producer");
     let parts = PARTITIONS as usize;
     // Per partition: (bytes, messages), to check the mock broker keeps them all.
     let mut load = vec![(0usize, 0usize); parts];
+    let mut payload_bytes = 0usize;
     let part_of = |s: &Sample| {
         let key = format!("{}/{}", s.cluster, s.service);
         (crc32(key.as_bytes()) % PARTITIONS as u32) as usize
@@ -106,6 +117,7 @@ fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> u
                 let line = s.to_json_line();
                 let l = &mut load[part_of(s)];
                 *l = (l.0 + line.len() + key.len() + 64, l.1 + 1);
+                payload_bytes += line.len();
                 p.send(topic, Some(key.as_bytes()), None, line.as_bytes())
                     .expect("send");
             }
@@ -116,6 +128,7 @@ fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> u
                 let msg = ingest::arrow_ipc::encode(rows).expect("encode");
                 let l = &mut load[part];
                 *l = (l.0 + msg.len() + 64, l.1 + 1);
+                payload_bytes += msg.len();
                 p.send(topic, None, Some(part as i32), &msg).expect("send");
                 rows.clear();
             };
@@ -143,10 +156,12 @@ fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> u
         worst.0,
         worst.1
     );
-    load.iter().map(|l| l.1).sum()
+    (load.iter().map(|l| l.1).sum(), payload_bytes)
 }
 
-/// A bare poll loop over every partition from the beginning: messages/s.
+/// A bare poll loop over every partition from the beginning: messages/s. (Not inlined, here
+/// and in [`full_path`], so profiles and callgrind's `--toggle-collect` can single it out.)
+#[inline(never)]
 fn consume_only(brokers: &str, topic: &str, messages: usize) -> f64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -178,17 +193,74 @@ fn consume_only(brokers: &str, topic: &str, messages: usize) -> f64 {
     n as f64 / secs
 }
 
-/// The at-least-once source, the decoder and the detector: (messages/s, samples/s).
-fn full_path(brokers: &str, topic: &str, format: FormatKind, messages: usize) -> (f64, f64) {
+/// Where the full path's time went, from its first message on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Phases {
+    /// In [`KafkaSource::poll`], including waiting for the broker to have more (but not the
+    /// wait for the very first message).
+    poll: Duration,
+    /// In the decoder.
+    decode: Duration,
+    /// In the detector.
+    detect: Duration,
+    /// In [`KafkaSource::ack`].
+    ack: Duration,
+    /// From the first message to the last acknowledgement.
+    total: Duration,
+}
+
+impl Phases {
+    fn add(&mut self, o: &Phases) {
+        self.poll += o.poll;
+        self.decode += o.decode;
+        self.detect += o.detect;
+        self.ack += o.ack;
+        self.total += o.total;
+    }
+
+    fn shares(&self) -> String {
+        let pct = |d: Duration| 100.0 * d.as_secs_f64() / self.total.as_secs_f64();
+        let other = self
+            .total
+            .saturating_sub(self.poll + self.decode + self.detect + self.ack);
+        format!(
+            "poll {:.0}%, decode {:.0}%, detector {:.0}%, ack {:.0}%, other {:.0}%",
+            pct(self.poll),
+            pct(self.decode),
+            pct(self.detect),
+            pct(self.ack),
+            pct(other)
+        )
+    }
+}
+
+/// One full-path read of the topic.
+struct FullRun {
+    msgs_per_s: f64,
+    samples_per_s: f64,
+    phases: Phases,
+}
+
+/// The at-least-once source, the decoder and the detector, in a consumer group of its own.
+#[inline(never)]
+fn full_path(
+    brokers: &str,
+    topic: &str,
+    format: FormatKind,
+    group: &str,
+    messages: usize,
+) -> FullRun {
     let settings = KafkaSettings {
         brokers: brokers.to_owned(),
-        group_id: format!("bench-full-{topic}"),
+        group_id: group.to_owned(),
         metrics_topics: vec![TopicSettings {
             topic: topic.to_owned(),
             format,
         }],
         changes_topic: None,
         dead_letter_topic: None,
+        // As the service runs it: nothing downstream reads a sample's headers.
+        read_headers: false,
         ..KafkaSettings::default()
     };
     let mut src = KafkaSource::new(&settings).expect("source");
@@ -203,34 +275,57 @@ fn full_path(brokers: &str, topic: &str, format: FormatKind, messages: usize) ->
     let mut det = Detector::new(DetectorConfig::default()).expect("detector");
     let mut out = Vec::new();
     let (mut n, mut rows, mut first) = (0usize, 0usize, None);
+    let mut ph = Phases::default();
+    // Runs what is decoded through the detector; returns the time it took.
     let mut run = |dec: &mut MessageDecoder, det: &mut Detector, rows: &mut usize| {
+        let t = Instant::now();
         if let Some(batch) = dec.flush() {
             *rows += batch.num_rows();
             det.push_batch(&batch, dec.interner().keys(), &mut out)
                 .expect("detector");
         }
+        t.elapsed()
     };
     let deadline = Instant::now() + TIMEOUT;
     while n < messages {
         assert!(Instant::now() < deadline, "full path: {n} of {messages}");
-        let Some(d) = src.poll(8192, Duration::from_millis(100)) else {
+        let t_poll = Instant::now();
+        let polled = src.poll(8192, Duration::from_millis(100));
+        let t_got = Instant::now();
+        // Polls that found nothing count too: the path was then waiting for the broker.
+        if first.is_some() {
+            ph.poll += t_got - t_poll;
+        }
+        let Some(d) = polled else {
             continue;
         };
-        first.get_or_insert_with(Instant::now);
-        for m in &d.metrics {
-            dec.decode(&fmt, &m.payload).expect("bench data is valid");
+        first.get_or_insert(t_got);
+        n += d.metrics.len();
+        let mut detect = Duration::ZERO;
+        for m in d.metrics {
+            dec.decode_owned(&fmt, m.payload)
+                .expect("bench data is valid");
             if dec.is_full() {
-                run(&mut dec, &mut det, &mut rows);
+                detect += run(&mut dec, &mut det, &mut rows);
             }
         }
-        run(&mut dec, &mut det, &mut rows);
-        n += d.metrics.len();
+        let t_decoded = Instant::now();
+        detect += run(&mut dec, &mut det, &mut rows);
+        ph.decode += (t_decoded - t_got).saturating_sub(detect);
+        ph.detect += detect;
+        let t_ack = Instant::now();
         src.ack(d.token);
+        ph.ack += t_ack.elapsed();
     }
-    let secs = first.map_or(f64::NAN, |t| t.elapsed().as_secs_f64());
+    ph.total = first.map_or(Duration::ZERO, |t| t.elapsed());
+    let secs = ph.total.as_secs_f64();
     black_box(&out);
     let _ = src.close(Duration::from_secs(5));
-    (n as f64 / secs, rows as f64 / secs)
+    FullRun {
+        msgs_per_s: n as f64 / secs,
+        samples_per_s: rows as f64 / secs,
+        phases: ph,
+    }
 }
 
 /// Decoding alone, in memory, one thread, the same messages: samples/s (best of three passes,
@@ -279,60 +374,103 @@ fn human(x: f64) -> String {
     }
 }
 
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too, with a tiny size.
     let quick = std::env::args().all(|a| a != "--bench");
-    let n: usize = std::env::var("SPIKEWATCH_BENCH_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 4_000 } else { 200_000 });
+    let n: usize = env_or(
+        "SPIKEWATCH_BENCH_SAMPLES",
+        if quick { 4_000 } else { 200_000 },
+    );
+    let rounds: usize = env_or("SPIKEWATCH_BENCH_ROUNDS", if quick { 1 } else { 5 }).max(1);
+    let wanted: String = env_or("SPIKEWATCH_BENCH_FORMATS", "json,arrow".to_owned());
+    let formats: Vec<(FormatKind, &str, &str)> = [
+        (FormatKind::Json, "json", "bench.json"),
+        (FormatKind::ArrowIpc, "arrow", "bench.arrow"),
+    ]
+    .into_iter()
+    .filter(|(_, name, _)| wanted.split(',').any(|w| w.trim() == *name))
+    .collect();
     let data = samples(n);
     let broker = MockBroker::new(1).expect("mock cluster");
     let brokers = broker.bootstrap_servers();
 
     println!(
-        "kafka_throughput: {n} samples, {SERIES} series, {PARTITIONS} partitions, mock broker"
+        "kafka_throughput: {n} samples, {SERIES} series, {PARTITIONS} partitions, mock broker, \
+         {rounds} rounds (medians)"
     );
     println!(
-        "{:<6} {:>9} {:>18} {:>16} {:>16} {:>13} {:>18}",
+        "{:<6} {:>9} {:>18} {:>16} {:>16} {:>22} {:>18}",
         "format",
         "messages",
         "consume-only msg/s",
         "full path msg/s",
         "full samples/s",
-        "full/consume",
+        "full/consume (range)",
         "decode samples/s"
     );
-    let mut json_decode = 0.0;
-    for (format, topic) in [
-        (FormatKind::Json, "bench.json"),
-        (FormatKind::ArrowIpc, "bench.arrow"),
-    ] {
+    let mut notes = Vec::new();
+    for (format, name, topic) in formats {
         broker.create_topic(topic, PARTITIONS).expect("topic");
-        let messages = produce(&brokers, topic, format, &data);
-        let raw = consume_only(&brokers, topic, messages);
-        let (full_msgs, full_samples) = full_path(&brokers, topic, format, messages);
-        let decode = decode_only(format, &data);
-        if format == FormatKind::Json {
-            json_decode = decode;
+        let (messages, bytes) = produce(&brokers, topic, format, &data);
+        let (mut raw, mut full, mut samples_s, mut ratio) = (vec![], vec![], vec![], vec![]);
+        let mut phases = Phases::default();
+        for round in 0..rounds {
+            let r = consume_only(&brokers, topic, messages);
+            let f = full_path(
+                &brokers,
+                topic,
+                format,
+                &format!("bench-{name}-{round}"),
+                messages,
+            );
+            ratio.push(f.msgs_per_s / r);
+            raw.push(r);
+            full.push(f.msgs_per_s);
+            samples_s.push(f.samples_per_s);
+            phases.add(&f.phases);
         }
+        let decode = decode_only(format, &data);
+        let lo = ratio.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratio.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "{:<6} {:>9} {:>18} {:>16} {:>16} {:>12.0}% {:>18}",
-            match format {
-                FormatKind::ArrowIpc => "arrow",
-                _ => "json",
-            },
+            "{:<6} {:>9} {:>18} {:>16} {:>16} {:>22} {:>18}",
+            name,
             messages,
-            human(raw),
-            human(full_msgs),
-            human(full_samples),
-            100.0 * full_msgs / raw,
+            human(median(&mut raw)),
+            human(median(&mut full)),
+            human(median(&mut samples_s)),
+            format!(
+                "{:.0}% ({:.0}-{:.0}%)",
+                100.0 * median(&mut ratio),
+                100.0 * lo,
+                100.0 * hi
+            ),
             human(decode)
         );
+        notes.push(format!(
+            "{name}: {:.1} MB of payload; full path time: {}",
+            bytes as f64 / 1e6,
+            phases.shares()
+        ));
     }
-    println!(
-        "JSON decode alone: {} samples/s/core (one thread, in memory)",
-        human(json_decode)
-    );
+    for note in notes {
+        println!("{note}");
+    }
     drop(broker);
 }

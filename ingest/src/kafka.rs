@@ -10,8 +10,10 @@
 //! 1. [`KafkaSource::poll`] waits up to `max_wait` for a message and gathers it with whatever
 //!    else is already fetched (up to `max_messages`) into a [`Delivery`]: owned copies of the
 //!    messages plus an [`AckToken`].
-//! 2. The caller decodes them ([`crate::format::MessageDecoder`]), sends each rejected message to
-//!    [`KafkaSource::dead_letter`], and runs the batches through the detector.
+//! 2. The caller decodes them ([`crate::format::MessageDecoder`]; `decode_owned` takes a payload
+//!    over, so an Arrow IPC message is read where `poll` copied it, without a second copy),
+//!    sends each rejected message to [`KafkaSource::dead_letter`], and runs the batches through
+//!    the detector.
 //! 3. Only then it calls [`KafkaSource::ack`], which stores the next offset (offset + 1) of every
 //!    partition in the delivery, once the dead letters written before it are confirmed by the
 //!    broker. Stored offsets are committed by librdkafka's auto-commit, on every rebalance
@@ -151,6 +153,11 @@ pub struct KafkaSettings {
     /// disk): `enable.auto.commit=false`, and neither a revoke nor `close` commits (see the
     /// module docs). Assumes this member is the group's only one.
     pub commit_after_checkpoint: bool,
+    /// Copy each message's headers into [`KafkaMessage::headers`] (default true). Asking
+    /// librdkafka for them makes it parse the record's header section, which costs about a
+    /// quarter of [`KafkaSource::poll`]'s own work per message even when there are none; a
+    /// consumer that never reads them (the service) turns this off and gets empty headers.
+    pub read_headers: bool,
 }
 
 impl Default for KafkaSettings {
@@ -167,6 +174,7 @@ impl Default for KafkaSettings {
             prom_adapter: PromMappingConfig::default(),
             librdkafka: BTreeMap::new(),
             commit_after_checkpoint: false,
+            read_headers: true,
         }
     }
 }
@@ -240,7 +248,8 @@ impl KafkaSettings {
 /// One consumed message, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaMessage {
-    pub topic: String,
+    /// Shared by every message of the topic (one allocation per topic, not per message).
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -248,6 +257,8 @@ pub struct KafkaMessage {
     pub payload: Vec<u8>,
     /// The message's timestamp (create or log-append time), epoch ms.
     pub timestamp_ms: Option<i64>,
+    /// In the order they were sent; empty when the message has none, and always empty when
+    /// [`KafkaSettings::read_headers`] is off.
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -265,13 +276,13 @@ impl KafkaMessage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AckToken {
     /// (topic, partition) -> offset of the next message to read.
-    next: BTreeMap<(String, i32), i64>,
+    next: BTreeMap<(Arc<str>, i32), i64>,
 }
 
 impl AckToken {
     /// (topic, partition, next offset) for every partition in the token.
     pub fn offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> {
-        self.next.iter().map(|((t, p), o)| (t.as_str(), *p, *o))
+        self.next.iter().map(|((t, p), o)| (&**t, *p, *o))
     }
 
     /// Adds another delivery's offsets (acknowledge several deliveries at once).
@@ -282,12 +293,43 @@ impl AckToken {
         }
     }
 
-    fn note(&mut self, topic: &str, partition: i32, offset: i64) {
+    /// Notes that `offset` of `(topic, partition)` was delivered.
+    fn note(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
         let next = offset.saturating_add(1);
-        match self.next.get_mut(&(topic.to_owned(), partition)) {
-            Some(o) => *o = (*o).max(next),
+        let e = self.next.entry((topic.clone(), partition)).or_insert(next);
+        *e = (*e).max(next);
+    }
+}
+
+/// The partitions of one delivery as it is gathered: (topic index, partition, highest offset),
+/// in first-seen order. Consecutive messages mostly come from the same partition, so the last
+/// one found is tried first and a delivery costs one map insert per partition, not per message.
+#[derive(Debug, Default)]
+struct Offsets {
+    seen: Vec<(usize, i32, i64)>,
+    last: usize,
+}
+
+impl Offsets {
+    fn note(&mut self, topic: usize, partition: i32, offset: i64) {
+        if let Some(e) = self.seen.get_mut(self.last) {
+            if e.0 == topic && e.1 == partition {
+                e.2 = e.2.max(offset);
+                return;
+            }
+        }
+        match self
+            .seen
+            .iter()
+            .position(|e| e.0 == topic && e.1 == partition)
+        {
+            Some(i) => {
+                self.last = i;
+                self.seen[i].2 = self.seen[i].2.max(offset);
+            }
             None => {
-                self.next.insert((topic.to_owned(), partition), next);
+                self.last = self.seen.len();
+                self.seen.push((topic, partition, offset));
             }
         }
     }
@@ -312,6 +354,30 @@ impl Delivery {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The index in `topics` of a message's topic, and whether it is the changes topic. A topic not
+/// subscribed by name (which librdkafka does not deliver) is added, as a metrics topic.
+fn topic_index(topics: &mut Vec<(Arc<str>, bool)>, name: &str) -> (usize, bool) {
+    match topics.iter().position(|(t, _)| &**t == name) {
+        Some(i) => (i, topics[i].1),
+        None => {
+            topics.push((Arc::from(name), false));
+            (topics.len() - 1, false)
+        }
+    }
+}
+
+/// Owned copies of a message's headers (a header without a value gets an empty one).
+fn copy_headers<H: Headers>(hs: &H) -> Vec<(String, Vec<u8>)> {
+    hs.iter()
+        .map(|h| {
+            (
+                h.key.to_owned(),
+                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// Lag of one assigned partition.
@@ -488,6 +554,12 @@ pub struct KafkaSource {
     shared: Arc<Shared>,
     formats: HashMap<String, Format>,
     changes_topic: Option<String>,
+    /// Every subscribed topic, once, and whether it is the changes topic: messages share these
+    /// names ([`KafkaMessage::topic`]) instead of each copying its own.
+    topics: Vec<(Arc<str>, bool)>,
+    /// Messages in the previous delivery, to size the next one's vectors.
+    last_len: usize,
+    read_headers: bool,
     next_seq: usize,
     deferred: VecDeque<Deferred>,
     /// False when commits follow the caller's checkpoints.
@@ -590,12 +662,20 @@ impl KafkaSource {
             }
         };
 
+        let changes = settings.changes_topic.as_deref();
+        let topics = topics
+            .iter()
+            .map(|&t| (Arc::from(t), Some(t) == changes))
+            .collect();
         Ok(Self {
             consumer,
             dead_letters,
             shared,
             formats,
             changes_topic: settings.changes_topic.clone(),
+            topics,
+            last_len: 0,
+            read_headers: settings.read_headers,
             next_seq: 0,
             deferred: VecDeque::new(),
             commit_on_close: !settings.commit_after_checkpoint,
@@ -612,59 +692,78 @@ impl KafkaSource {
     /// arrived. A delivery is never held back to fill up: under load deliveries are full, when
     /// idle each message goes on at once.
     pub fn poll(&mut self, max_messages: usize, max_wait: Duration) -> Option<Delivery> {
+        /// Once a message is in, the clock is read only every this many polls: it only bounds
+        /// how long a delivery drains what is already fetched.
+        const CLOCK_EVERY: usize = 64;
         // Tokens held back for dead letters may be storable now.
         self.store_ready();
-        let deadline = Instant::now() + max_wait;
-        let mut d = Delivery::default();
         let max_messages = max_messages.max(1);
-        while d.len() < max_messages {
-            let wait = if d.is_empty() {
-                deadline.saturating_duration_since(Instant::now())
+        let mut now = Instant::now();
+        let deadline = now + max_wait;
+        let hint = self.last_len.min(max_messages);
+        let mut metrics = Vec::with_capacity(hint);
+        let mut changes = Vec::new();
+        let mut offsets = Offsets::default();
+        let mut polls = 0usize;
+        let mut len = 0usize;
+        while len < max_messages {
+            let wait = if len == 0 {
+                deadline.saturating_duration_since(now)
             } else {
                 Duration::ZERO
             };
             let Some(res) = self.consumer.poll(wait) else {
                 break;
             };
+            polls += 1;
             match res {
                 Ok(m) => {
+                    let (topic, is_changes) = topic_index(&mut self.topics, m.topic());
                     let msg = KafkaMessage {
-                        topic: m.topic().to_owned(),
+                        topic: self.topics[topic].0.clone(),
                         partition: m.partition(),
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),
                         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         timestamp_ms: m.timestamp().to_millis(),
-                        headers: m
-                            .headers()
-                            .map(|hs| {
-                                hs.iter()
-                                    .map(|h| {
-                                        (
-                                            h.key.to_owned(),
-                                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                        headers: if self.read_headers {
+                            m.headers().map(copy_headers).unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        },
                     };
-                    d.token.note(&msg.topic, msg.partition, msg.offset);
-                    if self.changes_topic.as_deref() == Some(msg.topic.as_str()) {
-                        d.changes.push(msg);
+                    offsets.note(topic, msg.partition, msg.offset);
+                    if is_changes {
+                        changes.push(msg);
                     } else {
-                        d.metrics.push(msg);
+                        metrics.push(msg);
                     }
+                    len += 1;
                 }
                 Err(e) => {
                     lock(&self.shared.health).last_error = Some(format!("consume: {e}"));
                 }
             }
-            if Instant::now() >= deadline {
-                break;
+            if len == 0 || polls % CLOCK_EVERY == 0 {
+                now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
             }
         }
-        (!d.is_empty()).then_some(d)
+        if len == 0 {
+            return None;
+        }
+        self.last_len = len;
+        let mut token = AckToken::default();
+        for (topic, partition, offset) in offsets.seen {
+            token.note(&self.topics[topic].0, partition, offset);
+        }
+        Some(Delivery {
+            metrics,
+            changes,
+            token,
+        })
     }
 
     /// Writes a rejected message to the dead-letter topic (see the module docs). Does not wait
@@ -691,7 +790,7 @@ impl KafkaSource {
             })
             .insert(Header {
                 key: HEADER_TOPIC,
-                value: Some(msg.topic.as_str()),
+                value: Some(&*msg.topic),
             })
             .insert(Header {
                 key: HEADER_PARTITION,
@@ -1053,6 +1152,199 @@ impl MockBroker {
             self.cluster
                 .broker_down(-1)
                 .map_err(client_err("mock brokers down"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::producer::BaseProducer;
+
+    /// (topic, partition, offset) of a delivered message.
+    type Coord<'a> = (&'a str, i32, i64);
+
+    /// What a token must hold for these messages: offset + 1 of the newest message of each
+    /// (topic, partition).
+    fn want_offsets(msgs: &[Coord<'_>]) -> BTreeMap<(String, i32), i64> {
+        let mut want = BTreeMap::new();
+        for &(t, p, o) in msgs {
+            let e = want.entry((t.to_owned(), p)).or_insert(o + 1);
+            *e = (*e).max(o + 1);
+        }
+        want
+    }
+
+    fn token_offsets(token: &AckToken) -> BTreeMap<(String, i32), i64> {
+        token
+            .offsets()
+            .map(|(t, p, o)| ((t.to_owned(), p), o))
+            .collect()
+    }
+
+    #[test]
+    fn a_delivery_token_holds_the_next_offset_of_every_partition_it_delivered() {
+        let cases: [(&str, &[Coord<'_>]); 5] = [
+            ("one message", &[("m", 0, 7)]),
+            (
+                "one partition in order",
+                &[("m", 2, 4), ("m", 2, 5), ("m", 2, 6)],
+            ),
+            (
+                "partitions interleaved",
+                &[
+                    ("m", 0, 10),
+                    ("m", 1, 3),
+                    ("m", 0, 11),
+                    ("m", 1, 4),
+                    ("m", 2, 0),
+                    ("m", 0, 12),
+                ],
+            ),
+            (
+                "same partition number on two topics",
+                &[("m", 0, 100), ("c", 0, 2), ("m", 0, 101), ("c", 0, 3)],
+            ),
+            // Never sent by librdkafka within a partition, but the token must not go back.
+            (
+                "an older offset after a newer one",
+                &[("m", 1, 9), ("m", 1, 8)],
+            ),
+        ];
+        for (name, msgs) in cases {
+            let mut topics: Vec<(Arc<str>, bool)> = vec![(Arc::from("m"), false)];
+            let mut offsets = Offsets::default();
+            for &(t, p, o) in msgs {
+                let (i, _) = topic_index(&mut topics, t);
+                offsets.note(i, p, o);
+            }
+            let mut token = AckToken::default();
+            for (i, p, o) in offsets.seen {
+                token.note(&topics[i].0, p, o);
+            }
+            assert_eq!(token_offsets(&token), want_offsets(msgs), "case {name}");
+        }
+    }
+
+    #[test]
+    fn merged_tokens_keep_the_furthest_offset_of_each_partition() {
+        let topic: Arc<str> = Arc::from("m");
+        let mut a = AckToken::default();
+        a.note(&topic, 0, 10);
+        a.note(&topic, 1, 3);
+        let mut b = AckToken::default();
+        b.note(&topic, 0, 4);
+        b.note(&topic, 2, 8);
+        a.merge(b);
+        assert_eq!(
+            token_offsets(&a),
+            want_offsets(&[("m", 0, 10), ("m", 0, 4), ("m", 1, 3), ("m", 2, 8)])
+        );
+    }
+
+    /// Produces `n` keyed messages with a header to `topic` partition `partition`.
+    fn produce_with_headers(brokers: &str, topic: &str, partition: i32, n: usize) {
+        let p: BaseProducer = base_config(brokers, &BTreeMap::new())
+            .create()
+            .expect("producer");
+        for i in 0..n {
+            let key = format!("k{i}");
+            let payload = format!("{topic} {i}");
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "trace-id",
+                value: Some(key.as_str()),
+            });
+            p.send(
+                BaseRecord::<'_, str, str>::to(topic)
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(headers),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+        }
+        p.flush(Duration::from_secs(10)).expect("flush");
+    }
+
+    /// Polls `source` in deliveries of at most `max` until `n` messages arrived.
+    fn drain(source: &mut KafkaSource, max: usize, n: usize) -> Vec<Delivery> {
+        let mut out: Vec<Delivery> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while out.iter().map(Delivery::len).sum::<usize>() < n {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {:?}",
+                source.last_error()
+            );
+            if let Some(d) = source.poll(max, Duration::from_millis(100)) {
+                assert!(d.len() <= max, "a delivery of {} > {max}", d.len());
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn poll_sorts_topics_copies_headers_only_when_asked_and_tokens_cover_each_delivery() {
+        let broker = MockBroker::new(1).expect("mock cluster");
+        let brokers = broker.bootstrap_servers();
+        broker.create_topic("metrics", 2).expect("topic");
+        broker.create_topic("changes", 1).expect("topic");
+        produce_with_headers(&brokers, "metrics", 0, 7);
+        produce_with_headers(&brokers, "metrics", 1, 5);
+        produce_with_headers(&brokers, "changes", 0, 2);
+        for read_headers in [true, false] {
+            let settings = KafkaSettings {
+                brokers: brokers.clone(),
+                group_id: format!("g-headers-{read_headers}"),
+                metrics_topics: vec![TopicSettings {
+                    topic: "metrics".into(),
+                    format: FormatKind::Json,
+                }],
+                changes_topic: Some("changes".into()),
+                dead_letter_topic: None,
+                read_headers,
+                librdkafka: [("session.timeout.ms", "6000")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                ..KafkaSettings::default()
+            };
+            let mut source = KafkaSource::new(&settings).expect("source");
+            let deliveries = drain(&mut source, 3, 14);
+            let mut metrics = 0;
+            for d in &deliveries {
+                let coords: Vec<Coord<'_>> = d
+                    .metrics
+                    .iter()
+                    .chain(&d.changes)
+                    .map(|m| (&*m.topic, m.partition, m.offset))
+                    .collect();
+                assert_eq!(
+                    token_offsets(&d.token),
+                    want_offsets(&coords),
+                    "read_headers {read_headers}: token of {coords:?}"
+                );
+                metrics += d.metrics.len();
+                for (m, want_topic) in d
+                    .metrics
+                    .iter()
+                    .map(|m| (m, "metrics"))
+                    .chain(d.changes.iter().map(|m| (m, "changes")))
+                {
+                    assert_eq!(&*m.topic, want_topic);
+                    let i = String::from_utf8_lossy(m.key.as_deref().unwrap_or_default())
+                        .trim_start_matches('k')
+                        .to_owned();
+                    assert_eq!(m.payload, format!("{want_topic} {i}").into_bytes());
+                    let header = m.header("trace-id").map(<[u8]>::to_vec);
+                    let want = read_headers.then(|| format!("k{i}").into_bytes());
+                    assert_eq!(header, want, "read_headers {read_headers}");
+                }
+            }
+            assert_eq!(metrics, 12, "read_headers {read_headers}");
+            source.close(Duration::from_secs(5)).expect("close");
         }
     }
 }
