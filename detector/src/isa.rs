@@ -1,8 +1,8 @@
 //! Compiling the hot loops for the widest vector instructions the CPU has.
 //!
 //! The kernels are plain Rust loops written so the compiler can vectorise them. For baseline
-//! x86-64 (SSE2, two f64 lanes) it judges most of them not worth it and emits scalar code; with
-//! AVX2 it vectorises each of them four lanes wide. [`multiversion!`] compiles a function twice,
+//! x86-64 (SSE2, 128-bit registers) it judges some of them not worth it and emits scalar code;
+//! with AVX2 it vectorises each of them eight f32 lanes wide. [`multiversion!`] compiles a function twice,
 //! for the baseline and for AVX2, and calls the AVX2 copy when the CPU has it (checked at run
 //! time, so the binary still runs on any x86-64). No intrinsics, and no fused multiply-adds the
 //! source does not write: both copies compute bit-identical results.
