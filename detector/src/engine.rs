@@ -1292,10 +1292,8 @@ fn patch_nulls<T: ArrowPrimitiveType>(
     let Some(nulls) = a.nulls().filter(|n| n.null_count() > 0) else {
         return;
     };
-    let bits = nulls.inner().slice(range.start, range.len());
-    let chunks = bits.bit_chunks();
-    let mut outs = out.chunks_exact_mut(64);
-    for (o, valid) in (&mut outs).zip(chunks.iter()) {
+    // Up to 64 rows and their validity bits: null where a bit is clear.
+    let patch = |o: &mut [F], valid: u64| {
         if valid != u64::MAX {
             for (j, v) in o.iter_mut().enumerate() {
                 if (valid >> j) & 1 == 0 {
@@ -1303,13 +1301,14 @@ fn patch_nulls<T: ArrowPrimitiveType>(
                 }
             }
         }
+    };
+    let bits = nulls.inner().slice(range.start, range.len());
+    let chunks = bits.bit_chunks();
+    let mut outs = out.chunks_exact_mut(64);
+    for (o, valid) in (&mut outs).zip(chunks.iter()) {
+        patch(o, valid);
     }
-    let valid = chunks.remainder_bits();
-    for (j, v) in outs.into_remainder().iter_mut().enumerate() {
-        if (valid >> j) & 1 == 0 {
-            *v = null;
-        }
-    }
+    patch(outs.into_remainder(), chunks.remainder_bits());
 }
 
 /// Per-row interval bookkeeping and warm-up flags, ahead of the kernels.
