@@ -594,13 +594,14 @@ fn batch_size_does_not_change_alerts() {
 }
 
 #[test]
-fn baseline_and_avx2_kernels_agree_bit_for_bit() {
-    // The kernels run as AVX2 copies where the CPU has them (crate::isa); the baseline copies
+fn kernels_agree_bit_for_bit_across_instruction_sets() {
+    // The kernels run as AVX2 or AVX-512 copies where the CPU has them (crate::isa); every copy
     // must give the same alerts and leave exactly the same state, bit for bit.
+    use crate::isa::{Isa, FORCE_MAX};
     let keys = keys(6, 2);
     let rows = incident_rows();
-    let run_isa = |baseline: bool| {
-        crate::isa::FORCE_BASELINE.with(|f| f.set(baseline));
+    let run_isa = |isa: Isa| {
+        FORCE_MAX.with(|f| f.set(isa));
         let mut d = Detector::new(DetectorConfig::default()).unwrap();
         let mut out = Vec::new();
         for c in rows.chunks(97) {
@@ -608,17 +609,20 @@ fn baseline_and_avx2_kernels_agree_bit_for_bit() {
         }
         let state = bincode::serialize(&d.snapshot()).unwrap();
         d.finish(&mut out);
-        crate::isa::FORCE_BASELINE.with(|f| f.set(false));
+        FORCE_MAX.with(|f| f.set(Isa::Avx512));
         (out, state)
     };
-    if !crate::isa::has_avx2() {
-        eprintln!("no AVX2 on this CPU: both runs use the baseline kernels");
+    let widest = crate::isa::detected();
+    if widest < Isa::Avx512 {
+        eprintln!("this CPU runs at most the {widest:?} kernels; the wider ones are not compared");
     }
-    let (base_events, base_state) = run_isa(true);
-    let (wide_events, wide_state) = run_isa(false);
+    let (base_events, base_state) = run_isa(Isa::Baseline);
     assert!(!base_events.is_empty());
-    assert_eq!(wide_events, base_events);
-    assert!(wide_state == base_state, "detector state differs");
+    for isa in [Isa::Avx2, Isa::Avx512] {
+        let (events, state) = run_isa(isa);
+        assert_eq!(events, base_events, "{isa:?}");
+        assert!(state == base_state, "detector state differs under {isa:?}");
+    }
 }
 
 #[test]
