@@ -725,10 +725,11 @@ impl Detector {
         // streaks confirmed, or already firing, telemetry_absent included).
         #[cfg(debug_assertions)]
         for (i, &sid) in rows.sid.iter().enumerate() {
-            debug_assert_eq!(self.flags.attn[i] != 0, self.needs_attention(sid as usize));
+            debug_assert_eq!(self.flags.attn[i], self.needs_attention(sid as usize));
         }
         for (i, &sid) in rows.sid.iter().enumerate() {
-            if self.flags.attn[i] == 0 {
+            let attn = self.flags.attn[i];
+            if attn == 0 {
                 continue;
             }
             let s = sid as usize;
@@ -736,10 +737,16 @@ impl Detector {
             let st = &self.st;
             let req = f64::from(rows.req[i]);
             // Telemetry is back.
-            if st.a_firing[s] > 0.0 {
+            if attn & KIND_A != 0 {
                 self.resolve(sid, AlertKind::TelemetryAbsent, ts, 0.0);
             }
-            for kind in [AlertKind::ErrorRateSpike, AlertKind::RetryAmplification] {
+            for (kind, bit) in [
+                (AlertKind::ErrorRateSpike, KIND_E),
+                (AlertKind::RetryAmplification, KIND_R),
+            ] {
+                if attn & bit == 0 {
+                    continue;
+                }
                 let (cfg, x) = if kind == AlertKind::ErrorRateSpike {
                     (&self.p.cfg.error_rate, rows.err[i])
                 } else {
@@ -820,97 +827,103 @@ impl Detector {
                 }
             }
             // success_drop
-            let st = &self.st;
-            let (low, firing, clear, rate, lvl) = (
-                f64::from(st.s_low[s]),
-                st.s_firing[s],
-                f64::from(st.s_clear[s]),
-                f64::from(st.s_rate[s]),
-                f64::from(st.s_lvl[s]),
-            );
-            let cfg = &self.p.cfg.success_drop;
-            if firing <= 0.0 {
-                if warm && low >= f64::from(cfg.confirm_samples) {
-                    let svc = self.service_of[s] as usize;
-                    if self.conserved[svc] {
-                        // Traffic moved to sibling clusters: not a loss. Count it once per streak.
-                        if low == f64::from(cfg.confirm_samples) {
-                            self.stats.moves_suppressed += 1;
+            if attn & KIND_S != 0 {
+                let st = &self.st;
+                let (low, firing, clear, rate, lvl) = (
+                    f64::from(st.s_low[s]),
+                    st.s_firing[s],
+                    f64::from(st.s_clear[s]),
+                    f64::from(st.s_rate[s]),
+                    f64::from(st.s_lvl[s]),
+                );
+                let cfg = &self.p.cfg.success_drop;
+                if firing <= 0.0 {
+                    if warm && low >= f64::from(cfg.confirm_samples) {
+                        let svc = self.service_of[s] as usize;
+                        if self.conserved[svc] {
+                            // Traffic moved to sibling clusters: not a loss. Count it once per streak.
+                            if low == f64::from(cfg.confirm_samples) {
+                                self.stats.moves_suppressed += 1;
+                            }
+                        } else {
+                            #[allow(clippy::cast_possible_truncation)]
+                            let onset = st.s_runstart[s] as i64;
+                            self.fire(
+                                sid,
+                                AlertKind::SuccessDrop,
+                                onset,
+                                ts,
+                                Severity::Critical,
+                                rate,
+                                lvl,
+                            );
                         }
-                    } else {
-                        #[allow(clippy::cast_possible_truncation)]
-                        let onset = st.s_runstart[s] as i64;
-                        self.fire(
-                            sid,
-                            AlertKind::SuccessDrop,
-                            onset,
-                            ts,
-                            Severity::Critical,
-                            rate,
-                            lvl,
-                        );
                     }
+                } else if clear >= resolve_s {
+                    self.resolve(sid, AlertKind::SuccessDrop, ts, rate);
                 }
-            } else if clear >= resolve_s {
-                self.resolve(sid, AlertKind::SuccessDrop, ts, rate);
             }
             // latency_spike
-            let st = &self.st;
-            let lc = &self.p.cfg.latency;
-            let (cus, firing, clear, last, m) = (
-                st.l_cus[s],
-                st.l_firing[s],
-                f64::from(st.l_clear[s]),
-                f64::from(st.l_last[s]),
-                f64::from(st.l_m[s]),
-            );
-            let valid_now = rows.p99[i].is_finite() && rows.req[i] >= to_f(lc.min_requests);
-            if firing <= 0.0 {
-                let base = m.exp();
-                if warm
-                    && valid_now
-                    && f64::from(st.l_n[s]) >= lc.min_samples
-                    && (cus > to_f(lc.cusum_h) || st.l_z[s] >= to_f(lc.spike_z))
-                    && last >= base * lc.min_factor
-                    && last - base >= lc.min_abs_ms
-                {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let onset = st.l_runstart[s] as i64;
-                    let sev = if last >= 3.0 * base {
-                        Severity::Critical
-                    } else {
-                        Severity::Warning
-                    };
-                    self.fire(sid, AlertKind::LatencySpike, onset, ts, sev, last, base);
+            if attn & KIND_L != 0 {
+                let st = &self.st;
+                let lc = &self.p.cfg.latency;
+                let (cus, firing, clear, last, m) = (
+                    st.l_cus[s],
+                    st.l_firing[s],
+                    f64::from(st.l_clear[s]),
+                    f64::from(st.l_last[s]),
+                    f64::from(st.l_m[s]),
+                );
+                let valid_now = rows.p99[i].is_finite() && rows.req[i] >= to_f(lc.min_requests);
+                if firing <= 0.0 {
+                    let base = m.exp();
+                    if warm
+                        && valid_now
+                        && f64::from(st.l_n[s]) >= lc.min_samples
+                        && (cus > to_f(lc.cusum_h) || st.l_z[s] >= to_f(lc.spike_z))
+                        && last >= base * lc.min_factor
+                        && last - base >= lc.min_abs_ms
+                    {
+                        #[allow(clippy::cast_possible_truncation)]
+                        let onset = st.l_runstart[s] as i64;
+                        let sev = if last >= 3.0 * base {
+                            Severity::Critical
+                        } else {
+                            Severity::Warning
+                        };
+                        self.fire(sid, AlertKind::LatencySpike, onset, ts, sev, last, base);
+                    }
+                } else if clear >= resolve_s {
+                    self.resolve(sid, AlertKind::LatencySpike, ts, last);
                 }
-            } else if clear >= resolve_s {
-                self.resolve(sid, AlertKind::LatencySpike, ts, last);
             }
             // db_pool_saturation
-            let st = &self.st;
-            let pc = &self.p.cfg.db_pool;
-            let (warn, sat, firing, clear, last, base) = (
-                f64::from(st.p_warn[s]),
-                f64::from(st.p_sat[s]),
-                st.p_firing[s],
-                f64::from(st.p_clear[s]),
-                f64::from(st.p_last[s]),
-                f64::from(st.p_base[s]),
-            );
-            let confirm = f64::from(pc.confirm_samples);
-            if firing <= 0.0 {
-                if warm && (warn >= confirm || sat >= confirm) {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let onset = st.p_runstart[s] as i64;
-                    let sev = if sat >= confirm {
-                        Severity::Critical
-                    } else {
-                        Severity::Warning
-                    };
-                    self.fire(sid, AlertKind::DbPoolSaturation, onset, ts, sev, last, base);
+            if attn & KIND_P != 0 {
+                let st = &self.st;
+                let pc = &self.p.cfg.db_pool;
+                let (warn, sat, firing, clear, last, base) = (
+                    f64::from(st.p_warn[s]),
+                    f64::from(st.p_sat[s]),
+                    st.p_firing[s],
+                    f64::from(st.p_clear[s]),
+                    f64::from(st.p_last[s]),
+                    f64::from(st.p_base[s]),
+                );
+                let confirm = f64::from(pc.confirm_samples);
+                if firing <= 0.0 {
+                    if warm && (warn >= confirm || sat >= confirm) {
+                        #[allow(clippy::cast_possible_truncation)]
+                        let onset = st.p_runstart[s] as i64;
+                        let sev = if sat >= confirm {
+                            Severity::Critical
+                        } else {
+                            Severity::Warning
+                        };
+                        self.fire(sid, AlertKind::DbPoolSaturation, onset, ts, sev, last, base);
+                    }
+                } else if clear >= resolve_s {
+                    self.resolve(sid, AlertKind::DbPoolSaturation, ts, last);
                 }
-            } else if clear >= resolve_s {
-                self.resolve(sid, AlertKind::DbPoolSaturation, ts, last);
             }
         }
         if full {
@@ -918,28 +931,34 @@ impl Detector {
         }
     }
 
-    /// Cheap screen: does the evidence of series `s` warrant the candidate pass at all? The
-    /// kernels compute the same per row as they go (`attn`); this is the reference for it.
+    /// Cheap screen: which kinds' evidence of series `s` warrants the candidate pass (`KIND_*`
+    /// bits)? The kernels compute the same per row as they go (`attn`); this is the reference
+    /// for it.
     #[cfg(debug_assertions)]
-    fn needs_attention(&self, s: usize) -> bool {
+    fn needs_attention(&self, s: usize) -> u32 {
         let st = &self.st;
         let c = &self.p.cfg;
         let confirm_s = to_f(f64::from(c.success_drop.confirm_samples));
         let confirm_p = to_f(f64::from(c.db_pool.confirm_samples));
-        (st.e_cus[s] > to_f(c.error_rate.cusum_threshold))
-            | (st.r_cus[s] > to_f(c.retry.cusum_threshold))
-            | (st.l_cus[s] > to_f(c.latency.cusum_h))
-            | (st.l_z[s] >= to_f(c.latency.spike_z))
-            | (st.s_low[s] >= confirm_s)
-            | (st.p_warn[s] >= confirm_p)
-            | (st.p_sat[s] >= confirm_p)
-            | ((st.e_firing[s]
-                + st.r_firing[s]
-                + st.s_firing[s]
-                + st.l_firing[s]
-                + st.p_firing[s]
-                + st.a_firing[s])
-                > 0.0)
+        let bit = |on: bool, b: u32| if on { b } else { 0 };
+        bit(
+            st.e_cus[s] > to_f(c.error_rate.cusum_threshold) || st.e_firing[s] > 0.0,
+            KIND_E,
+        ) | bit(
+            st.r_cus[s] > to_f(c.retry.cusum_threshold) || st.r_firing[s] > 0.0,
+            KIND_R,
+        ) | bit(st.s_low[s] >= confirm_s || st.s_firing[s] > 0.0, KIND_S)
+            | bit(
+                st.l_cus[s] > to_f(c.latency.cusum_h)
+                    || st.l_z[s] >= to_f(c.latency.spike_z)
+                    || st.l_firing[s] > 0.0,
+                KIND_L,
+            )
+            | bit(
+                st.p_warn[s] >= confirm_p || st.p_sat[s] >= confirm_p || st.p_firing[s] > 0.0,
+                KIND_P,
+            )
+            | bit(st.a_firing[s] > 0.0, KIND_A)
     }
 
     /// Sets a kind's firing flag and restarts its clear time (telemetry has none).
@@ -1373,9 +1392,9 @@ fn absent_due(
 /// What the kernels flagged per row of a tick (scratch, reused).
 #[derive(Debug, Default)]
 struct TickFlags {
-    /// Non-zero: the candidate pass must look at the row.
-    attn: Vec<u8>,
-    /// `START_*` bits: the kind's run started in this tick.
+    /// `KIND_*` bits: the candidate pass must look at the kind for the row.
+    attn: Vec<u32>,
+    /// `KIND_*` bits: the kind's run started in this tick.
     starts: Vec<u32>,
 }
 
@@ -1388,12 +1407,14 @@ impl TickFlags {
     }
 }
 
-/// Bits of the per-row `starts` flags: the kind's run (CUSUM or streak) started in this tick.
-const START_E: u32 = 1;
-const START_R: u32 = 2;
-const START_S: u32 = 4;
-const START_L: u32 = 8;
-const START_P: u32 = 16;
+/// Per-row flag bits, one per kind (see [`TickFlags`]).
+const KIND_E: u32 = 1;
+const KIND_R: u32 = 2;
+const KIND_S: u32 = 4;
+const KIND_L: u32 = 8;
+const KIND_P: u32 = 16;
+/// telemetry_absent is firing and the series reported (only ever in `attn`).
+const KIND_A: u32 = 32;
 
 /// Runs every kernel over rows `0..rows.len()` whose state lives at `sc[r]`, and marks in
 /// `attn` the rows the candidate pass must look at.
@@ -1433,7 +1454,7 @@ fn run_kernels(
         Marks {
             attn: &mut *attn,
             starts: &mut *starts,
-            bit: START_E,
+            bit: KIND_E,
         },
     );
     kernels::ratio(
@@ -1456,7 +1477,7 @@ fn run_kernels(
         Marks {
             attn: &mut *attn,
             starts: &mut *starts,
-            bit: START_R,
+            bit: KIND_R,
         },
     );
     kernels::success(
@@ -1477,7 +1498,7 @@ fn run_kernels(
         Marks {
             attn: &mut *attn,
             starts: &mut *starts,
-            bit: START_S,
+            bit: KIND_S,
         },
     );
     kernels::latency(
@@ -1498,7 +1519,7 @@ fn run_kernels(
         Marks {
             attn: &mut *attn,
             starts: &mut *starts,
-            bit: START_L,
+            bit: KIND_L,
         },
     );
     kernels::pool(
@@ -1522,51 +1543,94 @@ fn run_kernels(
         Marks {
             attn: &mut *attn,
             starts: &mut *starts,
-            bit: START_P,
+            bit: KIND_P,
         },
     );
-    // Runs that started in this tick begin at the start of the row's interval. (The kernels
-    // only flag them: a column of f64 times in their loops would halve their vector width.)
-    // Only a few rows start a run in any tick: one pass over the flags, writing where set.
-    let base = r.start;
-    for (i, (&f, &dt)) in starts.iter().zip(&rows.dt).enumerate() {
-        if f == 0 {
-            continue;
-        }
-        let t0 = tsf - f64::from(dt) * 1000.0;
-        let s = base + i;
-        for (bit, col) in [
-            (START_E, &mut sc.e_runstart),
-            (START_R, &mut sc.r_runstart),
-            (START_S, &mut sc.s_runstart),
-            (START_L, &mut sc.l_runstart),
-            (START_P, &mut sc.p_runstart),
-        ] {
-            if f & bit != 0 {
-                col[s] = t0;
-            }
-        }
+    tally(
+        tsf,
+        &rows.dt,
+        &rows.req,
+        &rows.err,
+        &rows.retries,
+        &rows.pool_pending,
+        &*starts,
+        &mut *attn,
+        &sc.a_firing[r.clone()],
+        &mut sc.e_runstart[r.clone()],
+        &mut sc.r_runstart[r.clone()],
+        &mut sc.s_runstart[r.clone()],
+        &mut sc.l_runstart[r.clone()],
+        &mut sc.p_runstart[r.clone()],
+        &mut sc.t_req[r.clone()],
+        &mut sc.t_err[r.clone()],
+        &mut sc.t_retries[r.clone()],
+        &mut sc.p_pending[r.clone()],
+        &mut sc.seen[r.clone()],
+        &mut sc.last_ts[r],
+    );
+}
+
+crate::isa::multiversion! {
+/// The per-row bookkeeping after the kernels, in one pass: the start time of the runs that
+/// started in this tick (the start of the row's interval; the kernels only flag them, as a
+/// column of f64 times in their loops would halve their vector width), attention for a series
+/// marked absent that reported (the candidate pass resolves it), the cumulative counts (f64
+/// sums of whole numbers: exact up to 2^53), the pool's waiters, samples seen and the newest
+/// event time.
+#[allow(clippy::too_many_arguments)]
+fn tally(
+    ts: f64,
+    dt: &[F],
+    req: &[F],
+    err: &[F],
+    retries: &[F],
+    pending: &[F],
+    starts: &[u32],
+    attn: &mut [u32],
+    a_firing: &[F],
+    e_runstart: &mut [f64],
+    r_runstart: &mut [f64],
+    s_runstart: &mut [f64],
+    l_runstart: &mut [f64],
+    p_runstart: &mut [f64],
+    t_req: &mut [f64],
+    t_err: &mut [f64],
+    t_retries: &mut [f64],
+    p_pending: &mut [F],
+    seen: &mut [F],
+    last_ts: &mut [f64],
+) {
+    let n = dt.len();
+    let (req, err, retries, pending) = (&req[..n], &err[..n], &retries[..n], &pending[..n]);
+    let (starts, attn, a_firing) = (&starts[..n], &mut attn[..n], &a_firing[..n]);
+    let (e_runstart, r_runstart, s_runstart) = (
+        &mut e_runstart[..n],
+        &mut r_runstart[..n],
+        &mut s_runstart[..n],
+    );
+    let (l_runstart, p_runstart) = (&mut l_runstart[..n], &mut p_runstart[..n]);
+    let (t_req, t_err, t_retries) = (&mut t_req[..n], &mut t_err[..n], &mut t_retries[..n]);
+    let (p_pending, seen, last_ts) = (&mut p_pending[..n], &mut seen[..n], &mut last_ts[..n]);
+    for i in 0..n {
+        let t0 = ts - f64::from(dt[i]) * 1000.0;
+        let f = starts[i];
+        e_runstart[i] = if f & KIND_E != 0 { t0 } else { e_runstart[i] };
+        r_runstart[i] = if f & KIND_R != 0 { t0 } else { r_runstart[i] };
+        s_runstart[i] = if f & KIND_S != 0 { t0 } else { s_runstart[i] };
+        l_runstart[i] = if f & KIND_L != 0 { t0 } else { l_runstart[i] };
+        p_runstart[i] = if f & KIND_P != 0 { t0 } else { p_runstart[i] };
+        attn[i] |= if a_firing[i] > 0.0 { KIND_A } else { 0 };
+        t_req[i] += f64::from(req[i]);
+        t_err[i] += f64::from(err[i]);
+        t_retries[i] += if retries[i].is_finite() {
+            f64::from(retries[i])
+        } else {
+            0.0
+        };
+        p_pending[i] = pending[i];
+        // Saturates where an f32 stops counting whole numbers; only "past warm-up" is read.
+        seen[i] = (seen[i] + 1.0).min(16_000_000.0);
+        last_ts[i] = ts;
     }
-    // Telemetry is back for a series marked absent: the candidate pass resolves it.
-    for (a, &f) in attn.iter_mut().zip(&sc.a_firing[r.clone()]) {
-        *a |= u8::from(f > 0.0);
-    }
-    // Cumulative counts (f64 sums of whole numbers: exact up to 2^53) and the pool's waiters.
-    for (t, &v) in sc.t_req[r.clone()].iter_mut().zip(&rows.req) {
-        *t += f64::from(v);
-    }
-    for (t, &v) in sc.t_err[r.clone()].iter_mut().zip(&rows.err) {
-        *t += f64::from(v);
-    }
-    for (t, &v) in sc.t_retries[r.clone()].iter_mut().zip(&rows.retries) {
-        *t += if v.is_finite() { f64::from(v) } else { 0.0 };
-    }
-    sc.p_pending[r.clone()].copy_from_slice(&rows.pool_pending);
-    // Saturates where an f32 stops counting whole numbers; only "past warm-up" is read.
-    for v in &mut sc.seen[r.clone()] {
-        *v = (*v + 1.0).min(16_000_000.0);
-    }
-    for v in &mut sc.last_ts[r] {
-        *v = tsf;
-    }
+}
 }

@@ -26,11 +26,12 @@ pub fn fast_alpha(dt: F) -> F {
     (dt / (dt + 43.0)).min(1.0)
 }
 
-/// Where a kernel leaves its verdicts for the row: `attn` (non-zero: the candidate pass must
-/// look at the row) and, in `starts`, `bit` when the kind's run (CUSUM or streak) started.
+/// Where a kernel leaves its verdicts for the row, as its kind's `bit`: in `attn` when the
+/// candidate pass must look at the kind for the row, in `starts` when the kind's run (CUSUM or
+/// streak) started.
 #[derive(Debug)]
 pub struct Marks<'a> {
-    pub attn: &'a mut [u8],
+    pub attn: &'a mut [u32],
     pub starts: &'a mut [u32],
     pub bit: u32,
 }
@@ -145,7 +146,7 @@ fn ratio_rows(
     fnn: &mut [F],
     firing: &[F],
     clear: &mut [F],
-    attn: &mut [u8],
+    attn: &mut [u32],
     starts: &mut [u32],
     bit: u32,
 ) {
@@ -225,7 +226,7 @@ fn ratio_rows(
         let expected = nv * p0;
         let r2 = (xv - expected) * (xv - expected) / (expected * (1.0 - p0)).max(1e-9);
         phi[i] += a * (r2.min(50.0) - phi[i]);
-        attn[i] |= u8::from((next > h) | (firing[i] > 0.0));
+        attn[i] |= if (next > h) | (firing[i] > 0.0) { bit } else { 0 };
     }
 }
 }
@@ -278,7 +279,7 @@ fn success_rows(
     lvl_o: &mut [F],
     firing: &[F],
     clear: &mut [F],
-    attn: &mut [u8],
+    attn: &mut [u32],
     starts: &mut [u32],
     bit: u32,
 ) {
@@ -316,7 +317,7 @@ fn success_rows(
         var[i] = var0 + if has_level { a * (dev * dev - var0) } else { 0.0 };
         rate_o[i] = rate;
         lvl_o[i] = lvl;
-        attn[i] |= u8::from((low1 >= confirm) | (fir > 0.0));
+        attn[i] |= if (low1 >= confirm) | (fir > 0.0) { bit } else { 0 };
     }
 }
 }
@@ -369,7 +370,7 @@ fn latency_rows(
     firing: &[F],
     clear: &mut [F],
     zs: &mut [F],
-    attn: &mut [u8],
+    attn: &mut [u32],
     starts: &mut [u32],
     bit: u32,
 ) {
@@ -434,7 +435,7 @@ fn latency_rows(
         n[i] += if quiet { 1.0 } else { 0.0 };
         last[i] = if valid { p } else { last[i] };
         zs[i] = if valid && warm[i] > 0.0 { z } else { 0.0 };
-        attn[i] |= u8::from((next > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0));
+        attn[i] |= if (next > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0) { bit } else { 0 };
     }
 }
 }
@@ -492,7 +493,7 @@ fn pool_rows(
     sat: &mut [F],
     firing: &[F],
     clear: &mut [F],
-    attn: &mut [u8],
+    attn: &mut [u32],
     starts: &mut [u32],
     bit: u32,
 ) {
@@ -568,7 +569,7 @@ fn pool_rows(
         var[i] += a * (dev * dev - var[i]);
         n[i] += if valid { 1.0 } else { 0.0 };
         last[i] = if valid { u } else { last[i] };
-        attn[i] |= u8::from((warn[i] >= confirm) | (sat[i] >= confirm) | (firing[i] > 0.0));
+        attn[i] |= if (warn[i] >= confirm) | (sat[i] >= confirm) | (firing[i] > 0.0) { bit } else { 0 };
     }
 }
 }
