@@ -104,7 +104,84 @@ impl Rows {
     fn len(&self) -> usize {
         self.sid.len()
     }
+
+    /// These rows in series order, into `out` (`order` is scratch). A tick holds at most one
+    /// row per series, so the order is a scatter by series id when the ids are dense enough,
+    /// and a sort otherwise.
+    fn ordered_into(&self, order: &mut Vec<u32>, out: &mut Rows) {
+        let n = self.len();
+        let (lo, hi) = self
+            .sid
+            .iter()
+            .fold((u32::MAX, 0), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        let span = (hi - lo) as usize + 1;
+        order.clear();
+        let mut dense = span <= 4 * n;
+        if dense {
+            order.resize(span, u32::MAX);
+            for (i, &s) in self.sid.iter().enumerate() {
+                let slot = &mut order[(s - lo) as usize];
+                dense &= *slot == u32::MAX;
+                *slot = i as u32;
+            }
+            order.retain(|&i| i != u32::MAX);
+        }
+        if !dense || order.len() != n {
+            // Sparse ids (or, defensively, a series twice): sort the row numbers.
+            order.clear();
+            order.extend(0..n as u32);
+            order.sort_by_key(|&i| self.sid[i as usize]);
+        }
+        out.sid.clear();
+        out.sid.extend(order.iter().map(|&i| self.sid[i as usize]));
+        for (to, from) in [
+            (&mut out.dt, &self.dt),
+            (&mut out.req, &self.req),
+            (&mut out.err, &self.err),
+            (&mut out.retries, &self.retries),
+            (&mut out.p99, &self.p99),
+            (&mut out.pool_active, &self.pool_active),
+            (&mut out.pool_max, &self.pool_max),
+            (&mut out.pool_pending, &self.pool_pending),
+        ] {
+            to.clear();
+            to.resize(n, 0.0);
+            gather(to, from, order);
+        }
+    }
+
+    /// The sample columns of rows `r`, for the kernels.
+    fn block(&self, r: std::ops::Range<usize>) -> Block<'_> {
+        Block {
+            dt: &self.dt[r.clone()],
+            req: &self.req[r.clone()],
+            err: &self.err[r.clone()],
+            retries: &self.retries[r.clone()],
+            p99: &self.p99[r.clone()],
+            pool_active: &self.pool_active[r.clone()],
+            pool_max: &self.pool_max[r.clone()],
+            pool_pending: &self.pool_pending[r],
+        }
+    }
 }
+
+/// The sample columns of a block of a tick's rows.
+#[derive(Debug, Clone, Copy)]
+struct Block<'a> {
+    dt: &'a [F],
+    req: &'a [F],
+    err: &'a [F],
+    retries: &'a [F],
+    p99: &'a [F],
+    pool_active: &'a [F],
+    pool_max: &'a [F],
+    pool_pending: &'a [F],
+}
+
+/// Rows per block of a tick: the kernels run over a tick a block at a time, so the rows'
+/// columns and the block's state stay in the core's own cache from one kernel to the next
+/// (about 350 bytes per row).
+const BLOCK_ROWS: usize = 2048;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tick {
@@ -189,6 +266,10 @@ pub struct Detector {
     /// Per series: telemetry_absent is due (scratch, reused).
     absent_due: Vec<u8>,
     single: Rows,
+    /// A tick's rows in series order, when they did not come that way (scratch, reused).
+    ordered: Rows,
+    /// Row of each series in a tick, for ordering (scratch, reused).
+    order: Vec<u32>,
     prev_sids: Vec<u32>,
     tick_events: Vec<AlertEvent>,
 }
@@ -265,6 +346,8 @@ impl Detector {
             flags: TickFlags::default(),
             absent_due: Vec::new(),
             single: Rows::default(),
+            ordered: Rows::default(),
+            order: Vec::new(),
             prev_sids: Vec::new(),
             tick_events: Vec::new(),
         })
@@ -628,40 +711,50 @@ impl Detector {
         #[allow(clippy::cast_precision_loss)]
         let tsf = ts as f64;
         // Fast path: the rows are a contiguous run of series ids (a fleet reporting in a stable
-        // order), so the kernels run on the state columns in place. Otherwise gather the rows'
-        // state into row-dense scratch, run there, and scatter back.
-        let base = rows.sid.first().map_or(0, |&s| s as usize);
-        let contiguous = rows
-            .sid
-            .iter()
-            .enumerate()
-            .all(|(i, &s)| s as usize == base + i);
+        // order), so the kernels run on the state columns in place. Otherwise put the rows in
+        // series order (a source with several partitions interleaves them), so that gathering
+        // their state reads it front to back; if that makes them contiguous, run in place,
+        // else gather the rows' state block by block into row-dense scratch, run there, and
+        // scatter back.
+        let contiguous_from = |sid: &[u32]| {
+            let base = sid.first().map_or(0, |&s| s as usize);
+            let yes = sid.iter().enumerate().all(|(i, &s)| s as usize == base + i);
+            (base, yes)
+        };
+        let (mut base, mut contiguous) = contiguous_from(&rows.sid);
+        let mut ordered = std::mem::take(&mut self.ordered);
+        let rows = if contiguous || n < 2 {
+            rows
+        } else {
+            rows.ordered_into(&mut self.order, &mut ordered);
+            (base, contiguous) = contiguous_from(&ordered.sid);
+            &ordered
+        };
         let cfg = &self.p.cfg;
         self.flags.reset(n);
-        if contiguous {
-            prepare(cfg, rows, &mut self.st, base..base + n, &mut self.warm);
-            run_kernels(
-                cfg,
-                rows,
-                &self.warm,
-                &mut self.st,
-                base..base + n,
-                &mut self.flags,
-                tsf,
+        self.warm.clear();
+        self.warm.resize(n, 0.0);
+        let mut b = 0;
+        while b < n {
+            let e = (b + BLOCK_ROWS).min(n);
+            let block = rows.block(b..e);
+            let (warm, attn, starts) = (
+                &mut self.warm[b..e],
+                &mut self.flags.attn[b..e],
+                &mut self.flags.starts[b..e],
             );
-        } else {
-            self.st.gather(&rows.sid, &mut self.sc);
-            prepare(cfg, rows, &mut self.sc, 0..n, &mut self.warm);
-            run_kernels(
-                cfg,
-                rows,
-                &self.warm,
-                &mut self.sc,
-                0..n,
-                &mut self.flags,
-                tsf,
-            );
-            self.st.scatter(&rows.sid, &self.sc);
+            if contiguous {
+                let r = base + b..base + e;
+                prepare(cfg, &block, &mut self.st, r.clone(), warm);
+                run_kernels(cfg, &block, warm, &mut self.st, r, attn, starts, tsf);
+            } else {
+                let sids = &rows.sid[b..e];
+                self.st.gather(sids, &mut self.sc);
+                prepare(cfg, &block, &mut self.sc, 0..e - b, warm);
+                run_kernels(cfg, &block, warm, &mut self.sc, 0..e - b, attn, starts, tsf);
+                self.st.scatter(sids, &self.sc);
+            }
+            b = e;
         }
 
         // Fleet-level view of the tick: per service, is the total success rate conserved?
@@ -701,21 +794,25 @@ impl Detector {
         }
 
         self.evaluate(ts, rows, full);
+        // Alerts of a tick in a fixed order, whatever order its rows came in.
         self.tick_events.sort_by(|a, b| {
             (
                 a.kind,
                 &a.cluster,
                 &a.service,
+                &a.region,
                 a.state == AlertState::Firing,
             )
                 .cmp(&(
                     b.kind,
                     &b.cluster,
                     &b.service,
+                    &b.region,
                     b.state == AlertState::Firing,
                 ))
         });
         out.append(&mut self.tick_events);
+        self.ordered = ordered;
     }
 
     /// The rare-candidate pass: reads the evidence the kernels left and fires or resolves.
@@ -734,7 +831,6 @@ impl Detector {
             }
             let s = sid as usize;
             let warm = self.warm[i] > 0.0;
-            let st = &self.st;
             let req = f64::from(rows.req[i]);
             // Telemetry is back.
             if attn & KIND_A != 0 {
@@ -1311,43 +1407,67 @@ fn patch_nulls<T: ArrowPrimitiveType>(
     let Some(nulls) = a.nulls().filter(|n| n.null_count() > 0) else {
         return;
     };
-    // Up to 64 rows and their validity bits: null where a bit is clear.
-    let patch = |o: &mut [F], valid: u64| {
-        if valid != u64::MAX {
-            for (j, v) in o.iter_mut().enumerate() {
-                if (valid >> j) & 1 == 0 {
-                    *v = null;
-                }
-            }
-        }
-    };
+    // The validity bits of the range, 64 rows to a word (the last word partly).
     let bits = nulls.inner().slice(range.start, range.len());
     let chunks = bits.bit_chunks();
-    let mut outs = out.chunks_exact_mut(64);
-    for (o, valid) in (&mut outs).zip(chunks.iter()) {
-        patch(o, valid);
+    let words: Vec<u64> = chunks
+        .iter()
+        .chain(std::iter::once(chunks.remainder_bits()))
+        .collect();
+    apply_validity(out, &words, null);
+}
+
+crate::isa::multiversion! {
+/// `out[k] = from[order[k]]` (vector gathers where the CPU has them).
+fn gather(out: &mut [F], from: &[F], order: &[u32]) {
+    let order = &order[..out.len()];
+    let Some(last) = from.len().checked_sub(1) else {
+        return;
+    };
+    // The indices are in range; clamping says so to the compiler, which then drops the
+    // bounds check that would keep the loop scalar.
+    for (o, &i) in out.iter_mut().zip(order) {
+        *o = from[(i as usize).min(last)];
     }
-    patch(outs.into_remainder(), chunks.remainder_bits());
+}
+}
+
+crate::isa::multiversion! {
+/// Sets `out[i]` to `null` where bit `i` of `valid` (64 rows to a word) is clear. Bit
+/// arithmetic rather than a branch per row: validity can be any pattern (rows of several
+/// producers interleaved), and this way the loop vectorises.
+fn apply_validity(out: &mut [F], valid: &[u64], null: F) {
+    let nb = null.to_bits();
+    for (o, &w) in out.chunks_mut(64).zip(valid) {
+        if w == u64::MAX {
+            continue;
+        }
+        for (j, v) in o.iter_mut().enumerate() {
+            #[allow(clippy::cast_possible_truncation)]
+            let keep = 0u32.wrapping_sub(((w >> j) & 1) as u32);
+            *v = F::from_bits((v.to_bits() & keep) | (nb & !keep));
+        }
+    }
+}
 }
 
 /// Per-row interval bookkeeping and warm-up flags, ahead of the kernels.
 fn prepare(
     cfg: &DetectorConfig,
-    rows: &Rows,
+    rows: &Block<'_>,
     sc: &mut SeriesState,
     r: std::ops::Range<usize>,
-    warm: &mut Vec<F>,
+    warm: &mut [F],
 ) {
     let hl = cfg.baseline_half_life_s;
     let warmup = to_f(cfg.warmup_s);
-    warm.clear();
     let (interval, alpha, fast_a, seen) = (
         &mut sc.interval_s[r.clone()],
         &mut sc.alpha[r.clone()],
         &mut sc.fast_a[r.clone()],
         &sc.seen[r],
     );
-    for i in 0..rows.len() {
+    for (i, w) in warm.iter_mut().enumerate() {
         let dt = rows.dt[i];
         if interval[i] != dt {
             // The interval changed (or this is the series' first sample): new EWMA weights.
@@ -1355,7 +1475,7 @@ fn prepare(
             alpha[i] = to_f(1.0 - (-f64::from(dt) / hl * std::f64::consts::LN_2).exp());
             fast_a[i] = kernels::fast_alpha(dt);
         }
-        warm.push(if seen[i] * dt >= warmup { 1.0 } else { 0.0 });
+        *w = if seen[i] * dt >= warmup { 1.0 } else { 0.0 };
     }
 }
 
@@ -1416,20 +1536,21 @@ const KIND_P: u32 = 16;
 /// telemetry_absent is firing and the series reported (only ever in `attn`).
 const KIND_A: u32 = 32;
 
-/// Runs every kernel over rows `0..rows.len()` whose state lives at `sc[r]`, and marks in
-/// `attn` the rows the candidate pass must look at.
+/// Runs every kernel over a block of rows whose state lives at `sc[r]`, and marks in `attn`
+/// the rows the candidate pass must look at and in `starts` the runs that started.
+#[allow(clippy::too_many_arguments)]
 fn run_kernels(
     cfg: &DetectorConfig,
-    rows: &Rows,
+    rows: &Block<'_>,
     warm: &[F],
     sc: &mut SeriesState,
     r: std::ops::Range<usize>,
-    flags: &mut TickFlags,
+    attn: &mut [u32],
+    starts: &mut [u32],
     tsf: f64,
 ) {
-    let (attn, starts) = (&mut flags.attn[..], &mut flags.starts[..]);
     let common = Common {
-        dt: &rows.dt,
+        dt: rows.dt,
         alpha: &sc.alpha[r.clone()],
         fast_a: &sc.fast_a[r.clone()],
         warm,
@@ -1437,8 +1558,8 @@ fn run_kernels(
     kernels::ratio(
         &cfg.error_rate,
         &common,
-        &rows.err,
-        &rows.req,
+        rows.err,
+        rows.req,
         RatioCols {
             be: &mut sc.e_be[r.clone()],
             bn: &mut sc.e_bn[r.clone()],
@@ -1460,8 +1581,8 @@ fn run_kernels(
     kernels::ratio(
         &cfg.retry,
         &common,
-        &rows.retries,
-        &rows.req,
+        rows.retries,
+        rows.req,
         RatioCols {
             be: &mut sc.r_be[r.clone()],
             bn: &mut sc.r_bn[r.clone()],
@@ -1483,8 +1604,8 @@ fn run_kernels(
     kernels::success(
         &cfg.success_drop,
         &common,
-        &rows.req,
-        &rows.err,
+        rows.req,
+        rows.err,
         SuccessCols {
             sum: &mut sc.s_sum[r.clone()],
             w: &mut sc.s_w[r.clone()],
@@ -1504,8 +1625,8 @@ fn run_kernels(
     kernels::latency(
         &cfg.latency,
         &common,
-        &rows.p99,
-        &rows.req,
+        rows.p99,
+        rows.req,
         LatencyCols {
             m: &mut sc.l_m[r.clone()],
             v: &mut sc.l_v[r.clone()],
@@ -1525,9 +1646,9 @@ fn run_kernels(
     kernels::pool(
         &cfg.db_pool,
         &common,
-        &rows.pool_active,
-        &rows.pool_max,
-        &rows.pool_pending,
+        rows.pool_active,
+        rows.pool_max,
+        rows.pool_pending,
         PoolCols {
             lvl: &mut sc.p_lvl[r.clone()],
             tr: &mut sc.p_tr[r.clone()],
@@ -1548,11 +1669,11 @@ fn run_kernels(
     );
     tally(
         tsf,
-        &rows.dt,
-        &rows.req,
-        &rows.err,
-        &rows.retries,
-        &rows.pool_pending,
+        rows.dt,
+        rows.req,
+        rows.err,
+        rows.retries,
+        rows.pool_pending,
         &*starts,
         &mut *attn,
         &sc.a_firing[r.clone()],
