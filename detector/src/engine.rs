@@ -1311,35 +1311,23 @@ impl BatchCols<'_> {
     /// conversion loops over the value buffers, nulls patched afterwards.
     fn append(&self, range: std::ops::Range<usize>, rows: &mut Rows) {
         let r = range.clone();
-        convert::interval_s(
-            grow(&mut rows.dt, r.len()),
-            &self.interval.values()[r.clone()],
-        );
-        convert::u64s(grow(&mut rows.req, r.len()), &self.req.values()[r.clone()]);
-        convert::u64s(grow(&mut rows.err, r.len()), &self.err.values()[r.clone()]);
-        let retries = grow(&mut rows.retries, r.len());
-        convert::u64s(retries, &self.retries.values()[r.clone()]);
-        patch_nulls(retries, self.retries, r.clone(), F::NAN);
-        let p99 = grow(&mut rows.p99, r.len());
-        convert::f64s(p99, &self.p99.values()[r.clone()]);
-        patch_nulls(p99, self.p99, r.clone(), F::NAN);
+        let start = rows.dt.len();
+        convert::interval_s(&mut rows.dt, &self.interval.values()[r.clone()]);
+        convert::u64s(&mut rows.req, &self.req.values()[r.clone()]);
+        convert::u64s(&mut rows.err, &self.err.values()[r.clone()]);
+        convert::u64s(&mut rows.retries, &self.retries.values()[r.clone()]);
+        patch_nulls(&mut rows.retries[start..], self.retries, r.clone(), F::NAN);
+        convert::f64s(&mut rows.p99, &self.p99.values()[r.clone()]);
+        patch_nulls(&mut rows.p99[start..], self.p99, r.clone(), F::NAN);
         for (out, a, null) in [
             (&mut rows.pool_active, self.pool_active, F::NAN),
             (&mut rows.pool_max, self.pool_max, F::NAN),
             (&mut rows.pool_pending, self.pool_pending, 0.0),
         ] {
-            let out = grow(out, r.len());
             convert::u32s(out, &a.values()[r.clone()]);
-            patch_nulls(out, a, r.clone(), null);
+            patch_nulls(&mut out[start..], a, r.clone(), null);
         }
     }
-}
-
-/// Extends `v` by `n` entries and returns them.
-fn grow(v: &mut Vec<F>, n: usize) -> &mut [F] {
-    let start = v.len();
-    v.resize(start + n, 0.0);
-    &mut v[start..]
 }
 
 /// Column conversions to [`F`], compiled for AVX2 too (`crate::isa`): the baseline has no
@@ -1357,41 +1345,34 @@ mod convert {
         super::to_f(f64::from_bits(TWO52 | x.min((1 << 52) - 1)) - 4_503_599_627_370_496.0)
     }
 
+    // Each appends to `out` (no zero-filling first: the conversion writes every entry once).
+
     crate::isa::multiversion! {
     /// Counts, by [`count`].
-    pub(super) fn u64s(out: &mut [F], v: &[u64]) {
-        let v = &v[..out.len()];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = count(x);
-        }
+    pub(super) fn u64s(out: &mut Vec<F>, v: &[u64]) {
+        out.extend(v.iter().map(|&x| count(x)));
     }
     }
 
     crate::isa::multiversion! {
-    pub(super) fn u32s(out: &mut [F], v: &[u32]) {
-        let v = &v[..out.len()];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = super::to_f(f64::from(x));
-        }
+    pub(super) fn u32s(out: &mut Vec<F>, v: &[u32]) {
+        out.extend(v.iter().map(|&x| super::to_f(f64::from(x))));
     }
     }
 
     crate::isa::multiversion! {
-    pub(super) fn f64s(out: &mut [F], v: &[f64]) {
-        let v = &v[..out.len()];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = super::to_f(x);
-        }
+    pub(super) fn f64s(out: &mut Vec<F>, v: &[f64]) {
+        out.extend(v.iter().map(|&x| super::to_f(x)));
     }
     }
 
     crate::isa::multiversion! {
     /// Interval lengths: milliseconds to seconds, at least a millisecond.
-    pub(super) fn interval_s(out: &mut [F], v: &[u32]) {
-        let v = &v[..out.len()];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = (super::to_f(f64::from(x)) / 1000.0).max(0.001);
-        }
+    pub(super) fn interval_s(out: &mut Vec<F>, v: &[u32]) {
+        out.extend(
+            v.iter()
+                .map(|&x| (super::to_f(f64::from(x)) / 1000.0).max(0.001)),
+        );
     }
     }
 }
@@ -1735,11 +1716,21 @@ fn tally(
     for i in 0..n {
         let t0 = ts - f64::from(dt[i]) * 1000.0;
         let f = starts[i];
-        e_runstart[i] = if f & KIND_E != 0 { t0 } else { e_runstart[i] };
-        r_runstart[i] = if f & KIND_R != 0 { t0 } else { r_runstart[i] };
-        s_runstart[i] = if f & KIND_S != 0 { t0 } else { s_runstart[i] };
-        l_runstart[i] = if f & KIND_L != 0 { t0 } else { l_runstart[i] };
-        p_runstart[i] = if f & KIND_P != 0 { t0 } else { p_runstart[i] };
+        if f & KIND_E != 0 {
+            e_runstart[i] = t0;
+        }
+        if f & KIND_R != 0 {
+            r_runstart[i] = t0;
+        }
+        if f & KIND_S != 0 {
+            s_runstart[i] = t0;
+        }
+        if f & KIND_L != 0 {
+            l_runstart[i] = t0;
+        }
+        if f & KIND_P != 0 {
+            p_runstart[i] = t0;
+        }
         attn[i] |= if a_firing[i] > 0.0 { KIND_A } else { 0 };
         t_req[i] += f64::from(req[i]);
         t_err[i] += f64::from(err[i]);
