@@ -1330,8 +1330,8 @@ impl BatchCols<'_> {
     }
 }
 
-/// Column conversions to [`F`], compiled for AVX2 too (`crate::isa`): the baseline has no
-/// packed conversion from unsigned integers.
+/// Column conversions to [`F`], compiled for AVX2 and AVX-512 too (`crate::isa`): the baseline
+/// has no packed conversion from unsigned integers.
 mod convert {
     use super::F;
 

@@ -124,8 +124,8 @@ pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[F], n: &[F], s: RatioCols<'
 // The row loops take every column as its own slice argument: references passed as function
 // arguments are known not to alias, while references read out of a struct are not, and without
 // that knowledge the compiler would not vectorise a loop over this many columns. Each is
-// compiled for the baseline and for AVX2 (`crate::isa`), the copy the CPU can run chosen at
-// run time.
+// compiled for the baseline, AVX2 and AVX-512 (`crate::isa`), and the widest copy the CPU can
+// run is chosen at run time.
 crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
 fn ratio_rows(

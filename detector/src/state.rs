@@ -2,10 +2,10 @@
 //! series id. The same type doubles as the row-dense scratch a tick is computed in: gather the
 //! rows' series, run the kernels over contiguous slices, scatter back.
 //!
-//! The statistics are [`F`] (`f32`): eight lanes to an AVX2 register instead of four, half the
-//! bytes to move per sample, and single-precision division and square root at about twice the
-//! throughput. Their inputs are counts and ratios judged against thresholds, for which seven
-//! significant digits are ample. What must be exact stays `f64`: event times (epoch
+//! The statistics are [`F`] (`f32`): eight lanes to an AVX2 register (sixteen to AVX-512)
+//! instead of four (eight), half the bytes to move per sample, and single-precision division
+//! and square root at about twice the throughput. Their inputs are counts and ratios judged
+//! against thresholds, for which seven significant digits are ample. What must be exact stays `f64`: event times (epoch
 //! milliseconds) and cumulative counts.
 
 /// The float type of the per-sample statistics.
