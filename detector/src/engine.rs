@@ -105,6 +105,10 @@ impl Rows {
         self.sid.len()
     }
 
+    fn is_empty(&self) -> bool {
+        self.sid.is_empty()
+    }
+
     /// These rows in series order, into `out` (`order` is scratch). A tick holds at most one
     /// row per series, so the order is a scatter by series id when the ids are dense enough,
     /// and a sort otherwise.
@@ -265,7 +269,12 @@ pub struct Detector {
     flags: TickFlags,
     /// Per series: telemetry_absent is due (scratch, reused).
     absent_due: Vec<u8>,
-    single: Rows,
+    /// Late samples to fold in, all of one event time (`late_ts`), one per series (marked in
+    /// `late_mark`): evaluated together, before anything else can touch their series (see
+    /// `defer_late`).
+    late: Rows,
+    late_ts: i64,
+    late_mark: Vec<u64>,
     /// A tick's rows in series order, when they did not come that way (scratch, reused).
     ordered: Rows,
     /// Row of each series in a tick, for ordering (scratch, reused).
@@ -345,7 +354,9 @@ impl Detector {
             warm: Vec::new(),
             flags: TickFlags::default(),
             absent_due: Vec::new(),
-            single: Rows::default(),
+            late: Rows::default(),
+            late_ts: NONE_TS,
+            late_mark: Vec::new(),
             ordered: Rows::default(),
             order: Vec::new(),
             prev_sids: Vec::new(),
@@ -428,6 +439,7 @@ impl Detector {
         d.active = snap.active.into_iter().collect();
         d.stats = snap.stats;
         d.prev_sids = snap.prev_sids;
+        d.late_mark = vec![0; n.div_ceil(64)];
         Ok(d)
     }
 
@@ -472,6 +484,7 @@ impl Detector {
         }
         self.newest_buffered.resize(n, NONE_TS);
         self.expected.resize(n, false);
+        self.late_mark.resize(n.div_ceil(64), 0);
         let ns = self.services.len();
         self.conserved.resize(ns, false);
         self.svc_rate.resize(ns, 0.0);
@@ -521,7 +534,44 @@ impl Detector {
             self.push_row(&cols.row(sids[i], tss[i], i), out);
             i += 1;
         }
+        self.flush_late(out);
         Ok(())
+    }
+
+    /// Queues a late sample to be folded in. Late samples used to be evaluated one at a time,
+    /// and a source catching up on a lagging partition can make a third of its samples late:
+    /// they are now evaluated a run at a time. That gives the same result as one at a time,
+    /// because nothing reads a queued series' state before the run is flushed. The run is
+    /// flushed before a sample of another event time joins it, before any tick closes, and at
+    /// the end of every batch. A second sample of a series already in the run has the same
+    /// series and time: a duplicate.
+    fn defer_late(&mut self, r: &Row, out: &mut Vec<AlertEvent>) {
+        if !self.late.is_empty() && self.late_ts != r.ts {
+            self.flush_late(out);
+        }
+        let (word, bit) = (r.sid as usize / 64, 1u64 << (r.sid % 64));
+        if self.late_mark[word] & bit != 0 {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.late_mark[word] |= bit;
+        self.stats.folded_late += 1;
+        self.late_ts = r.ts;
+        self.late.push(r);
+    }
+
+    /// Evaluates the queued late samples (see `defer_late`).
+    fn flush_late(&mut self, out: &mut Vec<AlertEvent>) {
+        if self.late.is_empty() {
+            return;
+        }
+        let mut rows = std::mem::take(&mut self.late);
+        self.process(self.late_ts, &rows, false, out);
+        for &s in &rows.sid {
+            self.late_mark[s as usize / 64] = 0;
+        }
+        rows.clear();
+        self.late = rows;
     }
 
     /// The end of the run of rows from `start` that `push_row` would each simply append to an
@@ -598,12 +648,7 @@ impl Detector {
             } else if self.newest_buffered[s] >= r.ts && self.in_open_tick(r.sid, r.ts) {
                 self.stats.duplicates += 1;
             } else {
-                self.stats.folded_late += 1;
-                self.single.clear();
-                self.single.push(r);
-                let rows = std::mem::take(&mut self.single);
-                self.process(r.ts, &rows, false, out);
-                self.single = rows;
+                self.defer_late(r, out);
             }
             return;
         }
@@ -677,6 +722,7 @@ impl Detector {
     }
 
     fn close(&mut self, mut tick: Tick, out: &mut Vec<AlertEvent>) {
+        self.flush_late(out);
         self.stats.ticks += 1;
         self.closed_ts = self.closed_ts.max(tick.ts);
         self.process(tick.ts, &tick.rows, true, out);
@@ -723,7 +769,8 @@ impl Detector {
         };
         let (mut base, mut contiguous) = contiguous_from(&rows.sid);
         let mut ordered = std::mem::take(&mut self.ordered);
-        let rows = if contiguous || n < 2 {
+        // (Late samples keep their arrival order: their alerts are reported in it.)
+        let rows = if contiguous || n < 2 || !full {
             rows
         } else {
             rows.ordered_into(&mut self.order, &mut ordered);
@@ -794,30 +841,17 @@ impl Detector {
         }
 
         self.evaluate(ts, rows, full);
-        // Alerts of a tick in a fixed order, whatever order its rows came in.
-        self.tick_events.sort_by(|a, b| {
-            (
-                a.kind,
-                &a.cluster,
-                &a.service,
-                &a.region,
-                a.state == AlertState::Firing,
-            )
-                .cmp(&(
-                    b.kind,
-                    &b.cluster,
-                    &b.service,
-                    &b.region,
-                    b.state == AlertState::Firing,
-                ))
-        });
+        // Alerts of a tick in a fixed order, whatever order its rows came in. (Late samples'
+        // alerts stay in the order the samples came, each sample's sorted: `evaluate`.)
+        if full {
+            self.tick_events.sort_by(event_order);
+        }
         out.append(&mut self.tick_events);
         self.ordered = ordered;
     }
 
     /// The rare-candidate pass: reads the evidence the kernels left and fires or resolves.
     fn evaluate(&mut self, ts: i64, rows: &Rows, full: bool) {
-        let resolve_s = self.p.cfg.resolve_after_s;
         // The kernels flagged the rows whose evidence warrants a look (thresholds crossed,
         // streaks confirmed, or already firing, telemetry_absent included).
         #[cfg(debug_assertions)]
@@ -829,6 +863,25 @@ impl Detector {
             if attn == 0 {
                 continue;
             }
+            if !full {
+                // Late samples, evaluated together but reported one by one in arrival order.
+                let from = self.tick_events.len();
+                self.evaluate_row(i, sid, ts, rows);
+                self.tick_events[from..].sort_by(event_order);
+            } else {
+                self.evaluate_row(i, sid, ts, rows);
+            }
+        }
+        if full {
+            self.check_absent(ts);
+        }
+    }
+
+    /// The candidate pass for row `i` (series `sid`) of `rows`, flagged by the kernels.
+    fn evaluate_row(&mut self, i: usize, sid: u32, ts: i64, rows: &Rows) {
+        let resolve_s = self.p.cfg.resolve_after_s;
+        let attn = self.flags.attn[i];
+        {
             let s = sid as usize;
             let warm = self.warm[i] > 0.0;
             let req = f64::from(rows.req[i]);
@@ -1021,9 +1074,6 @@ impl Detector {
                     self.resolve(sid, AlertKind::DbPoolSaturation, ts, last);
                 }
             }
-        }
-        if full {
-            self.check_absent(ts);
         }
     }
 
@@ -1488,6 +1538,24 @@ fn absent_due(
         );
     }
 }
+}
+
+/// The order alerts of one tick (or one late sample) are reported in.
+fn event_order(a: &AlertEvent, b: &AlertEvent) -> std::cmp::Ordering {
+    (
+        a.kind,
+        &a.cluster,
+        &a.service,
+        &a.region,
+        a.state == AlertState::Firing,
+    )
+        .cmp(&(
+            b.kind,
+            &b.cluster,
+            &b.service,
+            &b.region,
+            b.state == AlertState::Firing,
+        ))
 }
 
 /// What the kernels flagged per row of a tick (scratch, reused).
