@@ -14,7 +14,7 @@ use detector::{
     AlertEvent, Detector, DetectorConfig, DetectorSnapshot, DetectorStats, Incident,
     IncidentConfig, IncidentSnapshot, IncidentTracker, SeriesInterner, SeriesKey,
 };
-use ingest::format::{Format, MessageDecoder, MessageDecoderOptions};
+use ingest::format::{Accepted, Format, MessageDecoder, MessageDecoderOptions, Payload};
 use ingest::json::{DecoderOptions, RejectReason, Rejection};
 use ingest::trace::ChangeEvent;
 use serde::{Deserialize, Serialize};
@@ -173,18 +173,31 @@ impl Pipeline {
     /// Decodes one message; when a batch is full, runs it through the detector and appends the
     /// resulting alert transitions to `out`.
     pub fn push_message(&mut self, msg: &[u8], out: &mut Vec<AlertEvent>) -> anyhow::Result<()> {
-        self.push_message_as(&Format::Json, msg, out)
+        let decoded = self.decoder.decode(&Format::Json, msg);
+        self.after_decode(decoded, out)
     }
 
-    /// [`push_message`](Self::push_message) for a message in any wire format.
+    /// [`push_message`](Self::push_message) for a message in any wire format, held in a shared
+    /// buffer: the decoder reads an Arrow IPC message in place (its columns share the buffer
+    /// until the batch is through the detector), so the caller may keep the message (for a
+    /// dead letter) without either side copying it.
     pub fn push_message_as(
         &mut self,
         format: &Format,
-        msg: &[u8],
+        msg: &Payload,
+        out: &mut Vec<AlertEvent>,
+    ) -> anyhow::Result<()> {
+        let decoded = self.decoder.decode_shared(format, msg);
+        self.after_decode(decoded, out)
+    }
+
+    fn after_decode(
+        &mut self,
+        decoded: Result<Accepted, Rejection>,
         out: &mut Vec<AlertEvent>,
     ) -> anyhow::Result<()> {
         self.messages += 1;
-        if let Err(rej) = self.decoder.decode(format, msg) {
+        if let Err(rej) = decoded {
             let n = self.messages;
             self.rejections
                 .add(rej.reason, || format!("message {n}: {rej}"));

@@ -31,6 +31,8 @@ use ingest::json::{DecoderOptions, JsonDecoder, Sample};
 const LINES: usize = 20_000;
 const ARROW_ROWS: usize = 1_000;
 const ARROW_MESSAGES: usize = 100;
+/// Series of the `full_misaligned` Arrow shape (does not divide `ARROW_ROWS`).
+const MISALIGNED_SERIES: usize = 130;
 const T0: i64 = 1_770_000_000_000;
 
 struct XorShift(u64);
@@ -131,11 +133,18 @@ fn arrow_shapes() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let many: Vec<Sample> = (0..rows)
         .map(|i| full_sample(&mut rng, i, 20_000))
         .collect();
+    // 130 series in a fixed order, cut into messages wherever 1000 rows are reached: one
+    // partition of a topic keyed by series, whose series count does not divide the message
+    // size, so no two consecutive messages have the same key columns.
+    let misaligned: Vec<Sample> = (0..rows)
+        .map(|i| full_sample(&mut rng, i, MISALIGNED_SERIES))
+        .collect();
     vec![
         ("full", messages(full)),
         ("minimal", messages(minimal_rows)),
         ("full_shuffled", messages(shuffled)),
         ("full_20k_series", messages(many)),
+        ("full_misaligned", messages(misaligned)),
     ]
 }
 

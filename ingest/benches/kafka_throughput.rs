@@ -5,9 +5,10 @@
 //!   nothing else (the ceiling any consumer on this machine and broker can reach), and
 //! - **full path**: spikewatch's ingest + detect path: [`KafkaSource`] (consumer group, owned
 //!   messages, headers not read, as the service runs it), [`MessageDecoder`] into Arrow batches
-//!   (taking each payload over with `decode_owned` rather than copying it again; the service
-//!   still makes two more copies, see docs/kafka.md), the [`Detector`] on every batch, and the
-//!   at-least-once acknowledgement of every delivery,
+//!   (as the service does: each payload moved into a shared [`Payload`] buffer, decoded with
+//!   `decode_shared`, which reads an Arrow IPC message in place, and kept until the delivery
+//!   is acknowledged, as the service keeps it for dead letters), the [`Detector`] on every
+//!   batch, and the at-least-once acknowledgement of every delivery,
 //!
 //! and, per format, decoding alone (in memory, one thread): for JSON that is samples/s per core.
 //! The full path's time is also split into its phases (source poll, decode, detector, ack), so
@@ -31,7 +32,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use detector::{Detector, DetectorConfig};
-use ingest::format::{MessageDecoder, MessageDecoderOptions};
+use ingest::format::{MessageDecoder, MessageDecoderOptions, Payload};
 use ingest::json::{DecoderOptions, Sample};
 use ingest::kafka::{KafkaProducer, KafkaSettings, KafkaSource, MockBroker, TopicSettings};
 use ingest::FormatKind;
@@ -302,9 +303,13 @@ fn full_path(
         first.get_or_insert(t_got);
         n += d.metrics.len();
         let mut detect = Duration::ZERO;
+        // Kept until the acknowledgement, as the service keeps them for dead letters.
+        let mut kept = Vec::with_capacity(d.metrics.len());
         for m in d.metrics {
-            dec.decode_owned(&fmt, m.payload)
+            let payload = Payload::from_vec(m.payload);
+            dec.decode_shared(&fmt, &payload)
                 .expect("bench data is valid");
+            kept.push(payload);
             if dec.is_full() {
                 detect += run(&mut dec, &mut det, &mut rows);
             }
@@ -315,6 +320,7 @@ fn full_path(
         ph.detect += detect;
         let t_ack = Instant::now();
         src.ack(d.token);
+        drop(kept);
         ph.ack += t_ack.elapsed();
     }
     ph.total = first.map_or(Duration::ZERO, |t| t.elapsed());

@@ -22,7 +22,9 @@
 //! Columns are found by name, in any order; other columns are ignored (as unknown JSON fields
 //! are). A required column that is missing, or holds a null, is `missing_field`; a column of
 //! another type is `wrong_type`; bytes that are not an IPC stream are `malformed_arrow`. Each
-//! row gets the same checks as a JSON sample. A message is taken or rejected whole: one bad
+//! row gets the same checks as a JSON sample, and a key (`cluster`, `service`, a non-null
+//! `region`) that is not valid UTF-8 is `not_utf8` at its row, like a JSON message that is not
+//! UTF-8 (bytes under a null are never looked at). A message is taken or rejected whole: one bad
 //! row rejects the message (reason and detail of the first bad row), so a dead letter is
 //! always a complete producer batch. (A null in `interval_ms` means the default; nulls in the
 //! optional columns are stored as nulls.)
@@ -36,10 +38,17 @@
 //! row-wise checks of the other formats ([`crate::format`]), so reasons and details are theirs.
 //! The internal batch takes the message's columns as they are where the type already matches
 //! (`ts` with its zone set to UTC, the counts, the optional columns without nulls); only the
-//! series ids are new. Series are looked up once per row through the decoder's series cache,
-//! or not at all when the batch's key columns equal those of a recent batch
-//! (producers resend the same series in the same order every interval).
-//! [`crate::format::MessageDecoder::decode_owned`] also saves copying the message.
+//! series ids are new.
+//!
+//! - The message is read by arrow-ipc under this crate's framing ([`stream`]), with the key
+//!   columns as bytes: arrow checks their offsets, this module their UTF-8, a whole column at
+//!   a time (all ASCII, the usual case, is one pass over the bytes).
+//! - Series ids come from a mirror of the interner's keys ([`keys`]): a stretch of rows that
+//!   runs through the producer's usual order costs one hash lookup and two comparisons over
+//!   the whole stretch, whatever the batch's alignment with that order; only new series reach
+//!   the interner.
+//! - [`crate::format::MessageDecoder::decode_shared`] (and `decode_owned`) read the message in
+//!   place, its buffer shared with the caller, instead of copying it first.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
@@ -49,7 +58,7 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, BinaryArray, PrimitiveArray, RecordBatch};
 use arrow_buffer::{Buffer, NullBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -156,53 +165,55 @@ pub fn encode(samples: &[Sample]) -> Result<Vec<u8>, ArrowError> {
     batch_to_ipc(&samples_to_batch(samples)?)
 }
 
-/// One IPC message, lent or given. A given message is read in place; a lent one is copied
+mod keys;
+mod stream;
+
+use keys::KeyIndex;
+use stream::{SchemaCache, Stream};
+
+/// One IPC message, lent or shared. A shared message is read in place; a lent one is copied
 /// first (the batch keeps the arrays until it is flushed, so they must own their bytes).
 #[derive(Debug)]
 pub(crate) enum Message<'a> {
     Lent(&'a [u8]),
-    Given(Vec<u8>),
+    Shared(Buffer),
 }
 
 impl Message<'_> {
     fn len(&self) -> usize {
         match self {
             Message::Lent(b) => b.len(),
-            Message::Given(v) => v.len(),
+            Message::Shared(b) => b.len(),
         }
     }
 
     fn into_buffer(self) -> Buffer {
         match self {
             Message::Lent(b) => Buffer::from_slice_ref(b),
-            Message::Given(v) => Buffer::from_vec(v),
+            Message::Shared(b) => b,
         }
     }
 }
 
-/// Reads every record batch of one IPC stream message.
-fn read_batches(msg: Buffer) -> Result<Vec<RecordBatch>, Rejection> {
+/// What the Arrow IPC decoder keeps from one message to the next: the series keys it has seen
+/// (a mirror of the interner, [`keys`]) and the last schema message ([`stream`]).
+#[derive(Debug, Default)]
+pub(crate) struct ArrowState {
+    keys: KeyIndex,
+    schema: SchemaCache,
+}
+
+/// Reads every record batch of one IPC stream message ([`stream`]).
+fn read_message(msg: Buffer, schema: &mut SchemaCache) -> Result<Stream, Rejection> {
     let malformed =
         |e: ArrowError| Rejection::new(RejectReason::MalformedArrow, clip(&e.to_string()));
-    // The push decoder reads lengths from the message but only ever copies the bytes that are
-    // there, so a forged length cannot make it allocate gigabytes. Parsing untrusted IPC is
-    // also guarded against panics: a malformed message must cost one rejection, nothing more.
-    // (Unwind safety: on a panic the buffer and the decoder are dropped unseen.)
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        let mut buf = msg;
-        let mut dec = arrow_ipc::reader::StreamDecoder::new();
-        let mut batches = Vec::new();
-        while !buf.is_empty() {
-            if let Some(b) = dec.decode(&mut buf)? {
-                batches.push(b);
-            }
-        }
-        dec.finish()?;
-        if dec.schema().is_none() {
-            return Err(ArrowError::IpcError("no schema message".into()));
-        }
-        Ok(batches)
-    }));
+    // Lengths read from the message are checked against the bytes that are there before
+    // anything is sliced, so a forged length cannot make the reader allocate gigabytes.
+    // Parsing untrusted IPC is also guarded against panics: a malformed message must cost one
+    // rejection, nothing more. (Unwind safety: on a panic the message is dropped unseen, and
+    // the schema cache is only ever replaced whole.)
+    let parsed =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream::read(&msg, schema)));
     match parsed {
         Ok(res) => res.map_err(malformed),
         Err(_) => Err(Rejection::new(
@@ -212,12 +223,12 @@ fn read_batches(msg: Buffer) -> Result<Vec<RecordBatch>, Rejection> {
     }
 }
 
-/// Typed views of the columns of one batch.
+/// Typed views of the columns of one batch as read ([`stream`]: key columns as bytes).
 struct Cols<'a> {
     ts: &'a arrow_array::PrimitiveArray<TimestampMillisecondType>,
-    cluster: &'a arrow_array::StringArray,
-    service: &'a arrow_array::StringArray,
-    region: Option<&'a arrow_array::StringArray>,
+    cluster: &'a BinaryArray,
+    service: &'a BinaryArray,
+    region: Option<&'a BinaryArray>,
     interval: Option<&'a arrow_array::PrimitiveArray<UInt32Type>>,
     requests: &'a arrow_array::PrimitiveArray<UInt64Type>,
     errors: &'a arrow_array::PrimitiveArray<UInt64Type>,
@@ -251,15 +262,22 @@ fn column<'a>(
     }
 }
 
-fn utf8<'a>(
+/// A key column: `Utf8` as sent (`wire`), read as bytes.
+fn key<'a>(
     batch: &'a RecordBatch,
+    wire: &Schema,
     name: &str,
     required: bool,
-) -> Result<Option<&'a arrow_array::StringArray>, Rejection> {
+) -> Result<Option<&'a BinaryArray>, Rejection> {
     column(batch, name, required)?
         .map(|c| {
-            c.as_string_opt::<i32>()
-                .ok_or_else(|| wrong_type(name, "Utf8", c.data_type()))
+            let sent = wire
+                .field_with_name(name)
+                .map_or(c.data_type(), |f| f.data_type());
+            match (sent, c.as_binary_opt::<i32>()) {
+                (DataType::Utf8, Some(bytes)) => Ok(bytes),
+                _ => Err(wrong_type(name, "Utf8", sent)),
+            }
         })
         .transpose()
 }
@@ -289,7 +307,8 @@ where
 }
 
 impl<'a> Cols<'a> {
-    fn new(batch: &'a RecordBatch) -> Result<Self, Rejection> {
+    /// The columns of a batch as read, `wire` being the schema as sent.
+    fn new(batch: &'a RecordBatch, wire: &Schema) -> Result<Self, Rejection> {
         use detector::schema as s;
         let ts_col = req(column(batch, s::TS, true)?);
         let ts = match ts_col.data_type() {
@@ -300,9 +319,9 @@ impl<'a> Cols<'a> {
         };
         Ok(Self {
             ts,
-            cluster: req(utf8(batch, CLUSTER, true)?),
-            service: req(utf8(batch, SERVICE, true)?),
-            region: utf8(batch, REGION, false)?,
+            cluster: req(key(batch, wire, CLUSTER, true)?),
+            service: req(key(batch, wire, SERVICE, true)?),
+            region: key(batch, wire, REGION, false)?,
             interval: prim::<UInt32Type>(batch, s::INTERVAL_MS, false)?,
             requests: req(prim::<UInt64Type>(batch, s::REQUESTS, true)?),
             errors: req(prim::<UInt64Type>(batch, s::ERRORS, true)?),
@@ -324,22 +343,32 @@ impl<'a> Cols<'a> {
         }
         let missing =
             |name: &str| Rejection::new(RejectReason::MissingField, format!("{name} is null"));
-        let s_get = |a: &'a arrow_array::StringArray, name: &str| {
+        let text = |a: &'a BinaryArray, name: &str| -> Result<Cow<'a, str>, Rejection> {
+            std::str::from_utf8(a.value(i))
+                .map(Cow::Borrowed)
+                .map_err(|e| {
+                    Rejection::new(
+                        RejectReason::NotUtf8,
+                        format!("{name} is not valid UTF-8: {e}"),
+                    )
+                })
+        };
+        let required_text = |a: &'a BinaryArray, name: &str| {
             if a.is_valid(i) {
-                Ok(Cow::Borrowed(a.value(i)))
+                text(a, name)
             } else {
                 Err(missing(name))
             }
         };
         use detector::schema as s;
-        let cluster = s_get(self.cluster, CLUSTER)?;
-        let service = s_get(self.service, SERVICE)?;
+        let cluster = required_text(self.cluster, CLUSTER)?;
+        let service = required_text(self.service, SERVICE)?;
         let ts_ms = get(Some(self.ts), i).ok_or_else(|| missing(s::TS))?;
         let mut row = empty_row(cluster, service, ts_ms);
-        row.region = self
-            .region
-            .filter(|a| a.is_valid(i))
-            .map(|a| Cow::Borrowed(a.value(i)));
+        row.region = match self.region {
+            Some(a) if a.is_valid(i) => Some(text(a, REGION)?),
+            _ => None,
+        };
         row.interval_ms = get(self.interval, i).unwrap_or(DEFAULT_INTERVAL_MS);
         row.requests = get(Some(self.requests), i).ok_or_else(|| missing(s::REQUESTS))?;
         row.errors = get(Some(self.errors), i).ok_or_else(|| missing(s::ERRORS))?;
@@ -366,7 +395,7 @@ pub(crate) fn decode_into(
     max_bytes: usize,
     limits: RowLimits,
     out: &mut JsonDecoder,
-    memo: &mut KeyMemo,
+    state: &mut ArrowState,
 ) -> Result<usize, Rejection> {
     if msg.len() > max_bytes {
         return Err(Rejection::new(
@@ -377,21 +406,23 @@ pub(crate) fn decode_into(
             ),
         ));
     }
-    let batches = read_batches(msg.into_buffer())?;
-    decode_batches(&batches, limits, out, memo)
+    let stream = read_message(msg.into_buffer(), &mut state.schema)?;
+    decode_batches(&stream.batches, &stream.wire, limits, out, &mut state.keys)
 }
 
-/// The batches of one message: every row checked, then all appended to `out` (or none).
+/// The batches of one message (read with [`stream::read_schema`] from `wire`): every row
+/// checked, then all appended to `out` (or none).
 fn decode_batches(
     batches: &[RecordBatch],
+    wire: &Schema,
     limits: RowLimits,
     out: &mut JsonDecoder,
-    memo: &mut KeyMemo,
+    keys: &mut KeyIndex,
 ) -> Result<usize, Rejection> {
     let mut checked = Vec::with_capacity(batches.len());
     let mut index = 0usize;
     for batch in batches {
-        let cols = Cols::new(batch)?;
+        let cols = Cols::new(batch, wire)?;
         let n = batch.num_rows();
         if let Some(first) = cols.first_bad_row(limits) {
             // The row-wise checks name the problem. Should they pass a row the column checks
@@ -416,7 +447,7 @@ fn decode_batches(
     // Every row is valid: look the series up (interning new ones), then hand the columns over.
     let mut ids = Vec::with_capacity(checked.len());
     for cols in &checked {
-        ids.push(cols.series_ids(out, memo)?);
+        ids.push(cols.series_ids(out, keys)?);
     }
     for (cols, ids) in checked.iter().zip(ids) {
         if !ids.is_empty() {
@@ -441,13 +472,16 @@ impl Cols<'_> {
         let latency_bad = |x: f64| !((x >= 0.0) & (x <= f64::MAX));
         // Each candidate is the first bad row of one check; the minimum is the answer. Every
         // required column is checked without regard to nulls: a null row there is bad anyway.
-        let key = |a: &arrow_array::StringArray| {
+        let key = |a: &BinaryArray| {
             let offsets = a.value_offsets();
             first_bad_pair(&offsets[..a.len()], &offsets[1..], None, key_len_bad)
         };
         let candidates = [
             first_null(self.cluster),
             first_null(self.service),
+            first_non_utf8(self.cluster, None),
+            first_non_utf8(self.service, None),
+            self.region.and_then(|a| first_non_utf8(a, a.nulls())),
             first_null(self.ts),
             first_null(self.requests),
             first_null(self.errors),
@@ -478,37 +512,15 @@ impl Cols<'_> {
     fn series_ids(
         &self,
         out: &mut JsonDecoder,
-        memo: &mut KeyMemo,
+        keys: &mut KeyIndex,
     ) -> Result<ScalarBuffer<u32>, Rejection> {
         if self.ts.is_empty() {
             return Ok(ScalarBuffer::from(Vec::new()));
         }
-        let region = match self.region {
-            // All null is no region at all.
-            Some(r) if r.null_count() == r.len() => None,
-            other => other,
-        };
-        if let Some(ids) = memo.find(self.cluster, self.service, region) {
-            return Ok(ids);
-        }
-        let n = self.ts.len();
-        let mut ids = Vec::with_capacity(n);
-        match region {
-            None => {
-                for i in 0..n {
-                    ids.push(out.series_id(self.cluster.value(i), self.service.value(i), None)?);
-                }
-            }
-            Some(region) => {
-                for i in 0..n {
-                    let r = region.is_valid(i).then(|| region.value(i));
-                    ids.push(out.series_id(self.cluster.value(i), self.service.value(i), r)?);
-                }
-            }
-        }
-        let ids = ScalarBuffer::from(ids);
-        memo.remember(self.cluster, self.service, region, &ids);
-        Ok(ids)
+        // All null is no region at all.
+        let region = self.region.filter(|r| r.null_count() < r.len());
+        keys.ids(self.cluster, self.service, region, out)
+            .map(ScalarBuffer::from)
     }
 
     /// The checked rows in the internal schema, sharing this batch's buffers where the type
@@ -584,71 +596,8 @@ fn replace_nulls<T: Copy>(values: &[T], nulls: &NullBuffer, fill: T) -> Vec<T> {
     out
 }
 
-/// Key column sets (cluster, service, region) of recent Arrow batches, with their series ids.
-///
-/// A producer that sends one interval of its series per message sends the same key columns
-/// message after message. Comparing a batch's key columns with a remembered set costs one
-/// `memcmp` over their bytes, against two string comparisons (or hash lookups) per row, and
-/// the ids come back as a shared buffer. The ids are those the interner gave, and looking the
-/// same rows up again would change nothing (a region is only ever set once), so a match is
-/// exactly what row-by-row interning would give.
-#[derive(Debug, Default)]
-pub(crate) struct KeyMemo {
-    /// Most recently used first.
-    sets: Vec<KeySet>,
-}
-
-/// How many key sets are remembered (producers, or partitions, interleaving).
-const MEMO_SETS: usize = 8;
-/// Key sets with more bytes than this are not remembered, so the memo stays small.
-const MEMO_MAX_BYTES: usize = 1 << 20;
-
-#[derive(Debug)]
-struct KeySet {
-    cluster: KeyColumn,
-    service: KeyColumn,
-    /// `None`: no region column, or only nulls in it.
-    region: Option<KeyColumn>,
-    ids: ScalarBuffer<u32>,
-}
-
-/// One string column without nulls, copied: offsets from 0 and the bytes they index.
-#[derive(Debug)]
-struct KeyColumn {
-    offsets: Vec<i32>,
-    data: Vec<u8>,
-}
-
-impl KeyColumn {
-    fn of(a: &arrow_array::StringArray) -> Self {
-        let offsets = a.value_offsets();
-        let base = offsets.first().copied().unwrap_or(0);
-        Self {
-            offsets: offsets.iter().map(|o| o - base).collect(),
-            data: string_bytes(a).to_vec(),
-        }
-    }
-
-    fn matches(&self, a: &arrow_array::StringArray) -> bool {
-        let offsets = a.value_offsets();
-        if offsets.len() != self.offsets.len() || a.null_count() > 0 {
-            return false;
-        }
-        let base = offsets.first().copied().unwrap_or(0);
-        let same_offsets = if base == 0 {
-            offsets == self.offsets.as_slice()
-        } else {
-            offsets
-                .iter()
-                .zip(&self.offsets)
-                .all(|(o, m)| o - base == *m)
-        };
-        same_offsets && string_bytes(a) == self.data.as_slice()
-    }
-}
-
-/// The value bytes a string array's offsets cover.
-fn string_bytes(a: &arrow_array::StringArray) -> &[u8] {
+/// The value bytes an array's offsets cover (a slice of an array covers only its rows').
+fn covered_bytes(a: &BinaryArray) -> &[u8] {
     let offsets = a.value_offsets();
     let (start, end) = (
         offsets.first().copied().unwrap_or(0),
@@ -659,59 +608,28 @@ fn string_bytes(a: &arrow_array::StringArray) -> &[u8] {
         .unwrap_or_default()
 }
 
-impl KeyMemo {
-    /// The ids of a remembered set equal to these columns.
-    fn find(
-        &mut self,
-        cluster: &arrow_array::StringArray,
-        service: &arrow_array::StringArray,
-        region: Option<&arrow_array::StringArray>,
-    ) -> Option<ScalarBuffer<u32>> {
-        let at = self.sets.iter().position(|set| {
-            set.cluster.matches(cluster)
-                && set.service.matches(service)
-                && match (&set.region, region) {
-                    (None, None) => true,
-                    (Some(m), Some(r)) => m.matches(r),
-                    _ => false,
-                }
-        })?;
-        let ids = self.sets[at].ids.clone();
-        // Most recently used first, so the next lookup from the same producer is the first.
-        self.sets[..=at].rotate_right(1);
-        Some(ids)
+/// The first row that is not UTF-8, among those valid in `valid` (all when `None`).
+///
+/// The column at once first: bytes that are all ASCII are UTF-8 whatever the offsets; bytes
+/// that are UTF-8 as a whole are UTF-8 row by row when every offset falls on a character
+/// boundary. Only a column that fails both is looked at row by row.
+fn first_non_utf8(a: &BinaryArray, valid: Option<&NullBuffer>) -> Option<usize> {
+    let bytes = covered_bytes(a);
+    if bytes.is_ascii() {
+        return None;
     }
-
-    /// Remembers the ids of these columns, if they are worth it (no null in a key, not huge).
-    fn remember(
-        &mut self,
-        cluster: &arrow_array::StringArray,
-        service: &arrow_array::StringArray,
-        region: Option<&arrow_array::StringArray>,
-        ids: &ScalarBuffer<u32>,
-    ) {
-        let columns = [Some(cluster), Some(service), region];
-        let bytes: usize = columns
+    let offsets = a.value_offsets();
+    let base = offsets.first().copied().unwrap_or(0);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if offsets
             .iter()
-            .flatten()
-            .map(|a| string_bytes(a).len())
-            .sum();
-        if bytes > MEMO_MAX_BYTES || columns.iter().flatten().any(|a| a.null_count() > 0) {
-            return;
+            .all(|&o| text.is_char_boundary((o - base) as usize))
+        {
+            return None;
         }
-        if self.sets.len() >= MEMO_SETS {
-            self.sets.pop();
-        }
-        self.sets.insert(
-            0,
-            KeySet {
-                cluster: KeyColumn::of(cluster),
-                service: KeyColumn::of(service),
-                region: region.map(KeyColumn::of),
-                ids: ids.clone(),
-            },
-        );
     }
+    (0..a.len())
+        .find(|&i| valid.is_none_or(|v| v.is_valid(i)) && std::str::from_utf8(a.value(i)).is_err())
 }
 
 /// Rows per block of the column checks: one bit of a `u64` mask each.
@@ -752,14 +670,14 @@ fn first_bad_pair<A: Copy, B: Copy>(
         return None;
     }
     if valid.is_none() {
-        // The common case, nothing bad: one pass counting bad rows, which the compiler
-        // vectorises (a boolean `any` would become a loop with an early exit instead).
+        // The common case, nothing bad: one pass or-ing every row's verdict, which the
+        // compiler vectorises (a boolean `any` would become a loop with an early exit
+        // instead, and a `usize` count narrows the vector lanes for 32-bit columns).
         let any = a
             .iter()
             .zip(b)
-            .map(|(&x, &y)| usize::from(bad(x, y)))
-            .sum::<usize>()
-            > 0;
+            .fold(0u8, |acc, (&x, &y)| acc | u8::from(bad(x, y)))
+            != 0;
         if !any {
             return None;
         }
@@ -792,9 +710,33 @@ fn first_bad_pair<A: Copy, B: Copy>(
     (mask != 0).then(|| start + mask.trailing_zeros() as usize)
 }
 
+/// A wire-schema batch as the reader gives it ([`stream::read_schema`]: `Utf8` key columns
+/// as bytes).
+fn as_read(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = stream::read_schema(&batch.schema());
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| match (c.as_string_opt::<i32>(), f.data_type()) {
+            (Some(strings), DataType::Binary) => {
+                Arc::new(BinaryArray::from(strings.clone())) as ArrayRef
+            }
+            _ => c.clone(),
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns)
+}
+
 /// Samples back from a wire-schema batch without checks (for tests and tools).
 pub fn batch_to_samples(batch: &RecordBatch) -> Result<Vec<Sample>, Rejection> {
-    let cols = Cols::new(batch)?;
+    let read = as_read(batch)
+        .map_err(|e| Rejection::new(RejectReason::MalformedArrow, clip(&e.to_string())))?;
+    samples_of(&read, &batch.schema())
+}
+
+fn samples_of(batch: &RecordBatch, wire: &Schema) -> Result<Vec<Sample>, Rejection> {
+    let cols = Cols::new(batch, wire)?;
     (0..batch.num_rows())
         .map(|i| Ok(cols.row(i)?.into_sample()))
         .collect()
@@ -802,9 +744,10 @@ pub fn batch_to_samples(batch: &RecordBatch) -> Result<Vec<Sample>, Rejection> {
 
 /// Every sample of one IPC message, without the row checks (for tests and tools).
 pub fn decode_samples(msg: &[u8]) -> Result<Vec<Sample>, Rejection> {
+    let stream = read_message(Buffer::from_slice_ref(msg), &mut SchemaCache::default())?;
     let mut out = Vec::new();
-    for b in read_batches(Buffer::from_slice_ref(msg))? {
-        out.extend(batch_to_samples(&b)?);
+    for b in &stream.batches {
+        out.extend(samples_of(b, &stream.wire)?);
     }
     Ok(out)
 }
@@ -813,6 +756,7 @@ pub fn decode_samples(msg: &[u8]) -> Result<Vec<Sample>, Rejection> {
 mod tests {
     use super::*;
     use crate::json::DecoderOptions;
+    use crate::json::RejectReason;
     use arrow_array::{
         Float64Array, StringArray, TimestampMillisecondArray, UInt32Array, UInt64Array,
     };
@@ -834,10 +778,11 @@ mod tests {
     /// The row-by-row decoder this module's column checks replaced: every row through
     /// [`Cols::row`] and [`check_row`], then appended one by one.
     fn row_by_row(batches: &[RecordBatch], out: &mut JsonDecoder) -> Result<usize, Rejection> {
+        let (read, wire) = read_form(batches);
         let mut rows = Vec::new();
         let mut index = 0;
-        for batch in batches {
-            let cols = Cols::new(batch)?;
+        for batch in &read {
+            let cols = Cols::new(batch, &wire)?;
             for i in 0..batch.num_rows() {
                 let at =
                     |r: Rejection| Rejection::new(r.reason, format!("row {index}: {}", r.detail));
@@ -853,20 +798,36 @@ mod tests {
         Ok(rows.len())
     }
 
+    /// Wire batches (`Utf8` keys) as the reader gives them, and their wire schema.
+    fn read_form(batches: &[RecordBatch]) -> (Vec<RecordBatch>, SchemaRef) {
+        let wire = batches
+            .first()
+            .map_or_else(wire_schema, RecordBatch::schema);
+        (batches.iter().map(|b| as_read(b).unwrap()).collect(), wire)
+    }
+
+    /// [`decode_batches`] on wire batches.
+    fn columnar(
+        batches: &[RecordBatch],
+        out: &mut JsonDecoder,
+        keys: &mut KeyIndex,
+    ) -> Result<usize, Rejection> {
+        let (read, wire) = read_form(batches);
+        decode_batches(&read, &wire, LIMITS, out, keys)
+    }
+
     /// Decodes with both and checks they agree on the outcome, the batch (values under nulls
-    /// included) and the interned series.
-    /// Decodes with both and checks they agree on the outcome, the batch (values under nulls
-    /// included) and the interned series; twice, the second time with the key sets the first
-    /// one remembered.
+    /// included) and the interned series; twice, the second time with the keys the first
+    /// pass interned.
     fn agree(batches: &[RecordBatch]) -> Result<Result<usize, Rejection>, TestCaseError> {
-        let (mut columnar, mut reference) = (json_decoder(), json_decoder());
-        let mut memo = KeyMemo::default();
+        let (mut dec, mut reference) = (json_decoder(), json_decoder());
+        let mut keys = KeyIndex::default();
         let mut outcome = None;
         for _ in 0..2 {
-            let got = decode_batches(batches, LIMITS, &mut columnar, &mut memo);
+            let got = columnar(batches, &mut dec, &mut keys);
             let want = row_by_row(batches, &mut reference);
             prop_assert_eq!(&got, &want);
-            let (a, b) = (columnar.flush(), reference.flush());
+            let (a, b) = (dec.flush(), reference.flush());
             prop_assert_eq!(a.is_some(), b.is_some());
             if let (Some(a), Some(b)) = (a, b) {
                 prop_assert_eq!(&a, &b);
@@ -882,7 +843,7 @@ mod tests {
                     prop_assert_eq!(raw(ca), raw(cb), "values of {}", ca.data_type());
                 }
             }
-            prop_assert_eq!(columnar.interner().keys(), reference.interner().keys());
+            prop_assert_eq!(dec.interner().keys(), reference.interner().keys());
             outcome = Some(got);
         }
         outcome.ok_or_else(|| TestCaseError::fail("no outcome"))
@@ -1102,6 +1063,183 @@ mod tests {
         }
     }
 
+    /// `msg` with the first occurrence of `from` replaced by `to` (same length, so every
+    /// offset stays where it was).
+    fn patched(msg: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let at = msg
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("marker in the message");
+        let mut out = msg.to_vec();
+        out[at..at + to.len()].copy_from_slice(to);
+        out
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_key_column_is_not_utf8_at_its_row() {
+        use crate::format::{Format, MessageDecoder, MessageDecoderOptions};
+        let row = |cluster: &str, service: &str, region: Option<&str>| {
+            let mut s = Sample::new(NOW - 10_000, cluster, service, 10, 1);
+            s.region = region.map(str::to_owned);
+            s
+        };
+        // Invalid sequences, each 3 bytes, put where a 3-byte marker was.
+        let lone_continuation: &[u8] = &[b'a', 0x80, b'b'];
+        let cut_two_byte: &[u8] = &[b'a', b'b', 0xc3];
+        let overlong: &[u8] = &[0xc0, 0xaf, b'a'];
+        // (name, rows, marker, replacement, expected detail)
+        type Case<'a> = (&'a str, Vec<Sample>, &'a [u8], &'a [u8], Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "cluster, second row",
+                vec![row("c1", "s", None), row("cXYZ", "s", None)],
+                b"XYZ",
+                lone_continuation,
+                Some("row 1: cluster is not valid UTF-8"),
+            ),
+            (
+                "service, first row, after non-ASCII keys",
+                vec![row("zürich", "sXYZ", None), row("zürich", "s", None)],
+                b"XYZ",
+                cut_two_byte,
+                Some("row 0: service is not valid UTF-8"),
+            ),
+            (
+                "region, third row",
+                vec![
+                    row("c", "s", Some("eu")),
+                    row("c", "s", None),
+                    row("c", "s", Some("uXYZ")),
+                ],
+                b"XYZ",
+                overlong,
+                Some("row 2: region is not valid UTF-8"),
+            ),
+            (
+                "valid multi-byte keys pass",
+                vec![row("zürich", "dienst-ß", Some("東京")), row("c", "s", None)],
+                b"zz",
+                b"zz",
+                None,
+            ),
+        ];
+        for (name, rows, marker, bad, want) in cases {
+            let mut msg = encode(&rows).unwrap();
+            if marker != bad {
+                msg = patched(&msg, marker, bad);
+            }
+            let mut dec = MessageDecoder::new(MessageDecoderOptions {
+                decoder: DecoderOptions {
+                    now_ms: Some(NOW),
+                    ..DecoderOptions::default()
+                },
+                ..MessageDecoderOptions::default()
+            });
+            // Lent, shared: the same outcome.
+            let got = dec.decode(&Format::ArrowIpc, &msg);
+            let shared = dec.decode_shared(&Format::ArrowIpc, &Buffer::from_vec(msg.clone()));
+            assert_eq!(got, shared, "case {name:?}");
+            match want {
+                Some(detail) => {
+                    let err = got.unwrap_err();
+                    assert_eq!(err.reason, RejectReason::NotUtf8, "case {name:?}: {err}");
+                    assert!(err.detail.starts_with(detail), "case {name:?}: {err}");
+                    assert!(dec.is_empty(), "case {name:?}: rows appended");
+                    assert!(dec.interner().is_empty(), "case {name:?}: series interned");
+                }
+                None => {
+                    assert!(got.is_ok(), "case {name:?}: {got:?}");
+                    let keys = dec.interner().keys();
+                    assert_eq!(keys[0].cluster, "zürich", "case {name:?}");
+                    assert_eq!(keys[0].region.as_deref(), Some("東京"), "case {name:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn utf8_is_checked_where_rows_are_valid_only() {
+        // Read-form batches built directly: bytes a `Utf8` array could not hold. A region
+        // that is not UTF-8 under a null is never looked at (a null region is no region);
+        // bad bytes outside a sliced array's rows are not its rows'.
+        let wire = wire_schema();
+        let n = 4;
+        let batch = |cluster: BinaryArray, region: BinaryArray| {
+            let base = as_read(&edited(n, &|_| {})).unwrap();
+            let mut cols = base.columns().to_vec();
+            let schema = base.schema();
+            cols[schema.index_of(CLUSTER).unwrap()] = Arc::new(cluster);
+            cols[schema.index_of(REGION).unwrap()] = Arc::new(region);
+            RecordBatch::try_new(schema, cols).unwrap()
+        };
+        let ok = |v: &'static [u8]| Some(v);
+        let bad: &[u8] = &[0xff, b'x'];
+        let clusters = |third: &'static [u8]| {
+            BinaryArray::from(vec![ok(b"c1"), ok(b"c2"), ok(third), ok(b"c2")])
+        };
+        // (name, batch, offset, length, expected: Ok(rows) or the bad row)
+        type Case<'a> = (&'a str, RecordBatch, usize, usize, Result<usize, usize>);
+        let cases: Vec<Case> = vec![
+            (
+                "bad region under a null",
+                batch(clusters(b"c1"), {
+                    let values =
+                        BinaryArray::from(vec![ok(b"eu"), Some(bad), ok(b"eu"), ok(b"eu")]);
+                    let nulls = NullBuffer::from(vec![true, false, true, true]);
+                    BinaryArray::new(
+                        values.offsets().clone(),
+                        values.values().clone(),
+                        Some(nulls),
+                    )
+                }),
+                0,
+                n,
+                Ok(n),
+            ),
+            (
+                "bad region on a valid row",
+                batch(
+                    clusters(b"c1"),
+                    BinaryArray::from(vec![None, None, Some(bad), None]),
+                ),
+                0,
+                n,
+                Err(2),
+            ),
+            (
+                "bad cluster outside the slice",
+                batch(clusters(bad), BinaryArray::from(vec![None::<&[u8]>; 4])),
+                0,
+                2,
+                Ok(2),
+            ),
+            (
+                "bad cluster inside the slice",
+                batch(clusters(bad), BinaryArray::from(vec![None::<&[u8]>; 4])),
+                1,
+                3,
+                Err(1),
+            ),
+        ];
+        for (name, b, offset, len, want) in cases {
+            let b = b.slice(offset, len);
+            let (mut dec, mut keys) = (json_decoder(), KeyIndex::default());
+            let got = decode_batches(std::slice::from_ref(&b), &wire, LIMITS, &mut dec, &mut keys);
+            match want {
+                Ok(rows) => assert_eq!(got, Ok(rows), "case {name:?}"),
+                Err(row) => {
+                    let err = got.unwrap_err();
+                    assert_eq!(err.reason, RejectReason::NotUtf8, "case {name:?}");
+                    assert!(
+                        err.detail.starts_with(&format!("row {row}: ")),
+                        "case {name:?}: {err}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn values_under_nulls_are_never_checked() {
         // A NaN latency, an oversized retry count and a zero interval hidden under nulls.
@@ -1178,14 +1316,16 @@ mod tests {
     }
 
     #[test]
-    fn remembered_key_columns_give_the_interners_ids() {
+    fn known_keys_give_the_interners_ids_batch_after_batch() {
         let mut dec = json_decoder();
-        let mut memo = KeyMemo::default();
+        let mut keys = KeyIndex::default();
         let a = edited(6, &|_| {});
         let with_region = edited(6, &|rows| rows[1].region = Some("eu-west-1"));
         let other_order = edited(6, &|rows| rows.reverse());
+        let rotated = edited(7, &|rows| rows.rotate_left(3));
+        let new_in_the_middle = edited(6, &|rows| rows[3].cluster = Some("c3"));
         let mut reference = json_decoder();
-        // (name, batch): each decoded by the memo-using decoder and the reference.
+        // (name, batch): each decoded by the index-using decoder and the reference, in turn.
         let cases = [
             ("first time", a.clone()),
             ("same keys again", a.clone()),
@@ -1193,10 +1333,13 @@ mod tests {
             ("same keys with the region", with_region),
             ("same keys without it", a.clone()),
             ("other order", other_order),
+            ("rotated", rotated),
+            ("a new series in the middle", new_in_the_middle),
+            ("sliced at an odd row", a.slice(1, 4)),
             ("back to the first", a),
         ];
         for (name, b) in cases {
-            let got = decode_batches(std::slice::from_ref(&b), LIMITS, &mut dec, &mut memo);
+            let got = columnar(std::slice::from_ref(&b), &mut dec, &mut keys);
             let want = row_by_row(std::slice::from_ref(&b), &mut reference);
             assert_eq!(got, want, "case {name:?}");
             assert_eq!(dec.flush(), reference.flush(), "case {name:?}");
@@ -1206,7 +1349,6 @@ mod tests {
                 "case {name:?}"
             );
         }
-        assert!(!memo.sets.is_empty());
     }
 
     fn cell<T: Clone + std::fmt::Debug + 'static>(

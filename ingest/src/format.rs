@@ -31,6 +31,11 @@ use crate::json::{
 };
 use crate::prom_adapter::{PromAssembler, PromMapping};
 
+/// A message payload in a shared, immutable buffer: cloning it counts a reference, and
+/// [`Payload::from_vec`] takes a `Vec<u8>` over without copying. What a source hands the
+/// decoder when it keeps the message too ([`MessageDecoder::decode_shared`]).
+pub use arrow_buffer::Buffer as Payload;
+
 /// Default limit on one Arrow IPC message: 16 MiB (a few hundred thousand rows).
 pub const DEFAULT_MAX_ARROW_BYTES: usize = 16 << 20;
 
@@ -186,8 +191,8 @@ pub struct MessageDecoder {
     json: JsonDecoder,
     max_arrow_bytes: usize,
     prom: PromAssembler,
-    /// Series ids of the key columns of recent Arrow batches.
-    arrow_keys: crate::arrow_ipc::KeyMemo,
+    /// What the Arrow IPC decoder keeps between messages (series keys, last schema).
+    arrow: crate::arrow_ipc::ArrowState,
 }
 
 impl MessageDecoder {
@@ -201,7 +206,7 @@ impl MessageDecoder {
             json: JsonDecoder::with_interner(opts.decoder, interner),
             max_arrow_bytes: opts.max_arrow_bytes,
             prom: PromAssembler::default(),
-            arrow_keys: Default::default(),
+            arrow: Default::default(),
         }
     }
 
@@ -219,8 +224,19 @@ impl MessageDecoder {
     /// columns, which must own their bytes). The same rows and rejections either way.
     pub fn decode_owned(&mut self, format: &Format, msg: Vec<u8>) -> Result<Accepted, Rejection> {
         match format {
-            Format::ArrowIpc => self.decode_arrow(crate::arrow_ipc::Message::Given(msg)),
+            Format::ArrowIpc => self.decode_shared(format, &Payload::from_vec(msg)),
             _ => self.decode_text(format, &msg),
+        }
+    }
+
+    /// [`decode`](Self::decode) for a message held in a shared buffer (a [`Payload`], which
+    /// clones by reference count): an Arrow IPC message is read in place, its arrays sharing
+    /// the buffer with the caller, who may keep it (say, to dead-letter the message later).
+    /// The same rows and rejections as [`decode`](Self::decode).
+    pub fn decode_shared(&mut self, format: &Format, msg: &Payload) -> Result<Accepted, Rejection> {
+        match format {
+            Format::ArrowIpc => self.decode_arrow(crate::arrow_ipc::Message::Shared(msg.clone())),
+            _ => self.decode_text(format, msg.as_slice()),
         }
     }
 
@@ -231,7 +247,7 @@ impl MessageDecoder {
             self.max_arrow_bytes,
             limits,
             &mut self.json,
-            &mut self.arrow_keys,
+            &mut self.arrow,
         )
         .map(|n| {
             if n == 0 {

@@ -181,7 +181,7 @@ impl Source for DemoSource {
             while p.changes.front().is_some_and(|c| c.ts <= p.last_ts) {
                 changes.extend(p.changes.pop_front());
             }
-            samples.push(line);
+            samples.push(ingest::format::Payload::from_vec(line));
         }
         if ended {
             changes.extend(p.changes.drain(..));

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ingest::format::{Format, FormatKind};
+use ingest::format::{Format, FormatKind, Payload};
 use ingest::kafka::{AckToken, KafkaMessage, KafkaSettings, KafkaSource, TopicSettings};
 use ingest::prom_adapter::PromMappingConfig;
 use ingest::trace::ChangeEvent;
@@ -73,8 +73,11 @@ pub fn settings(k: &KafkaConfig) -> anyhow::Result<KafkaSettings> {
 struct InFlight {
     token: u64,
     ack: AckToken,
-    /// The metrics messages, by their index in the delivery (for dead letters).
+    /// The metrics messages, by their index in the delivery (for dead letters), their payloads
+    /// moved out into `payloads`.
     messages: Vec<KafkaMessage>,
+    /// The payloads, shared with the pipeline (a reference count each, no copy).
+    payloads: Vec<Payload>,
 }
 
 /// The Kafka [`Source`] (see the module docs).
@@ -191,11 +194,19 @@ impl Source for KafkaServiceSource {
         }
         self.next_token += 1;
         let token = self.next_token;
-        let samples = d.metrics.iter().map(|m| m.payload.clone()).collect();
+        let mut messages = d.metrics;
+        // Each payload's allocation is taken over as it is, then shared: the pipeline decodes
+        // it (an Arrow IPC message in place) while it stays here for a dead letter.
+        let payloads: Vec<Payload> = messages
+            .iter_mut()
+            .map(|m| Payload::from_vec(std::mem::take(&mut m.payload)))
+            .collect();
+        let samples = payloads.clone();
         self.in_flight.push_back(InFlight {
             token,
             ack: d.token,
-            messages: d.metrics,
+            messages,
+            payloads,
         });
         Ok(Some(Delivery::Messages {
             samples,
@@ -229,12 +240,16 @@ impl Source for KafkaServiceSource {
         reason: &str,
         detail: &str,
     ) -> anyhow::Result<()> {
+        // The message with its payload back (copied: dead letters are the rare case).
         let msg = self
             .in_flight
             .iter()
             .find(|f| f.token == token)
-            .and_then(|f| f.messages.get(index))
-            .cloned();
+            .and_then(|f| Some((f.messages.get(index)?, f.payloads.get(index)?)))
+            .map(|(m, payload)| KafkaMessage {
+                payload: payload.to_vec(),
+                ..m.clone()
+            });
         match msg {
             Some(m) => self.dead_letter(&m, reason, detail),
             // Not one of ours (already acknowledged): nothing to send.
@@ -313,14 +328,14 @@ mod tests {
         (out.iter().map(key).collect(), p.stats().samples)
     }
 
-    fn config(brokers: &str, group: &str) -> KafkaConfig {
+    fn config(brokers: &str, group: &str, format: &str) -> KafkaConfig {
         KafkaConfig {
             brokers: brokers.to_owned(),
             group_id: group.to_owned(),
             metrics_topic: "metrics".into(),
             changes_topic: Some("changes".into()),
             dead_letter_topic: Some("dlq".into()),
-            format: "json".into(),
+            format: format.into(),
             librdkafka: [("session.timeout.ms", "6000")]
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -338,6 +353,19 @@ mod tests {
 
     #[test]
     fn kafka_source_gives_the_alerts_of_a_direct_replay_and_dead_letters_the_poison() {
+        service_matches_replay(WireFormat::Json, "json", "malformed_json");
+    }
+
+    /// The same through Arrow IPC messages, which the pipeline reads in place from the buffers
+    /// the source keeps for dead letters.
+    #[test]
+    fn kafka_source_of_arrow_ipc_gives_the_alerts_of_a_direct_replay() {
+        service_matches_replay(WireFormat::Arrow, "arrow_ipc", "malformed_arrow");
+    }
+
+    /// The trace through the service's source and worker in `format` (its config name), with
+    /// a poison sample (rejected for `poison_reason`) and an invalid change event first.
+    fn service_matches_replay(format: WireFormat, format_name: &str, poison_reason: &str) {
         let broker = MockBroker::new(1).unwrap();
         // One partition: the trace's event-time order survives as it is (see docs/kafka.md).
         for t in ["metrics", "changes", "dlq"] {
@@ -345,8 +373,9 @@ mod tests {
         }
         let brokers = broker.bootstrap_servers();
         let poison = KafkaProducer::new(&brokers, &BTreeMap::new()).unwrap();
+        let poison_payload = b"{\"ts\":oops}";
         poison
-            .send("metrics", Some(b"x/y"), None, b"{\"ts\":oops}")
+            .send("metrics", Some(b"x/y"), None, poison_payload)
             .unwrap();
         poison
             .send("changes", None, None, b"{\"kind\":\"reboot\"}")
@@ -358,7 +387,7 @@ mod tests {
             topic: "metrics".into(),
             changes_topic: Some("changes".into()),
             pace: Pace::Max,
-            format: WireFormat::Json,
+            format,
             repeat: false,
             arrow_rows: 1024,
             librdkafka: BTreeMap::new(),
@@ -372,7 +401,7 @@ mod tests {
 
         let hub = Hub::new(100_000);
         let metrics = Metrics::new(100);
-        let cfg = config(&brokers, "svc");
+        let cfg = config(&brokers, "svc", format_name);
         let source = KafkaServiceSource::new(&cfg, hub.clone(), metrics.clone(), false).unwrap();
         let w = Worker::new(DetectorConfig::default(), hub.clone(), metrics.clone()).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -389,10 +418,13 @@ mod tests {
         });
         let (text, _) = metrics.render(&hub);
         for line in [
-            "spikewatch_dead_letters_total{reason=\"malformed_json\"} 1",
-            "spikewatch_dead_letters_total{reason=\"invalid_change\"} 1",
+            format!("spikewatch_dead_letters_total{{reason=\"{poison_reason}\"}} 1"),
+            "spikewatch_dead_letters_total{reason=\"invalid_change\"} 1".to_owned(),
         ] {
-            assert!(text.contains(line), "no `{line}` in /metrics:\n{text}");
+            assert!(
+                text.contains(line.as_str()),
+                "no `{line}` in /metrics:\n{text}"
+            );
         }
         assert!(
             text.contains(
@@ -412,7 +444,7 @@ mod tests {
             changes_topic: None,
             dead_letter_topic: None,
             read_headers: true,
-            ..settings(&config(&brokers, "dlq-reader")).unwrap()
+            ..settings(&config(&brokers, "dlq-reader", "json")).unwrap()
         };
         let mut reader = KafkaSource::new(&reader).unwrap();
         let mut letters = Vec::new();
@@ -439,9 +471,16 @@ mod tests {
             reasons,
             vec![
                 ("invalid_change".into(), "0".into(), true),
-                ("malformed_json".into(), "0".into(), true)
+                (poison_reason.into(), "0".into(), true)
             ]
         );
+        // The poison sample's dead letter carries its key and payload as they were sent.
+        let letter = letters
+            .iter()
+            .find(|m| m.header(HEADER_REASON) == Some(poison_reason.as_bytes()))
+            .unwrap();
+        assert_eq!(letter.payload, poison_payload);
+        assert_eq!(letter.key.as_deref(), Some(b"x/y".as_slice()));
         reader.close(Duration::from_secs(5)).unwrap();
 
         // Everything processed was committed when the service stopped: a restart of the same

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ingest::format::Format;
+use ingest::format::{Format, Payload};
 use ingest::trace::ChangeEvent;
 
 /// What a source hands the pipeline.
@@ -13,7 +13,9 @@ use ingest::trace::ChangeEvent;
 pub enum Delivery {
     /// Raw sample messages (one message each, in `format`) and change events.
     Messages {
-        samples: Vec<Vec<u8>>,
+        /// Shared buffers: the pipeline's decoder reads an Arrow IPC message in place, sharing
+        /// it with the source (which keeps it for dead letters) instead of copying it.
+        samples: Vec<Payload>,
         changes: Vec<ChangeEvent>,
         /// Passed back to [`Source::processed`] once every sample has been through the detector.
         token: u64,
