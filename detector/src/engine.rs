@@ -149,7 +149,6 @@ impl Rows {
             (&mut out.pool_pending, &self.pool_pending),
         ] {
             to.clear();
-            to.resize(n, 0.0);
             gather(to, from, order);
         }
     }
@@ -863,13 +862,11 @@ impl Detector {
             if attn == 0 {
                 continue;
             }
+            let from = self.tick_events.len();
+            self.evaluate_row(i, sid, attn, ts, rows);
             if !full {
                 // Late samples, evaluated together but reported one by one in arrival order.
-                let from = self.tick_events.len();
-                self.evaluate_row(i, sid, ts, rows);
                 self.tick_events[from..].sort_by(event_order);
-            } else {
-                self.evaluate_row(i, sid, ts, rows);
             }
         }
         if full {
@@ -877,202 +874,200 @@ impl Detector {
         }
     }
 
-    /// The candidate pass for row `i` (series `sid`) of `rows`, flagged by the kernels.
-    fn evaluate_row(&mut self, i: usize, sid: u32, ts: i64, rows: &Rows) {
+    /// The candidate pass for row `i` (series `sid`) of `rows`, for the kinds the kernels
+    /// flagged in `attn`.
+    fn evaluate_row(&mut self, i: usize, sid: u32, attn: u32, ts: i64, rows: &Rows) {
         let resolve_s = self.p.cfg.resolve_after_s;
-        let attn = self.flags.attn[i];
-        {
-            let s = sid as usize;
-            let warm = self.warm[i] > 0.0;
-            let req = f64::from(rows.req[i]);
-            // Telemetry is back.
-            if attn & KIND_A != 0 {
-                self.resolve(sid, AlertKind::TelemetryAbsent, ts, 0.0);
+        let s = sid as usize;
+        let warm = self.warm[i] > 0.0;
+        let req = f64::from(rows.req[i]);
+        // Telemetry is back.
+        if attn & KIND_A != 0 {
+            self.resolve(sid, AlertKind::TelemetryAbsent, ts, 0.0);
+        }
+        for (kind, bit) in [
+            (AlertKind::ErrorRateSpike, KIND_E),
+            (AlertKind::RetryAmplification, KIND_R),
+        ] {
+            if attn & bit == 0 {
+                continue;
             }
-            for (kind, bit) in [
-                (AlertKind::ErrorRateSpike, KIND_E),
-                (AlertKind::RetryAmplification, KIND_R),
-            ] {
-                if attn & bit == 0 {
+            let (cfg, x) = if kind == AlertKind::ErrorRateSpike {
+                (&self.p.cfg.error_rate, rows.err[i])
+            } else {
+                (&self.p.cfg.retry, rows.retries[i])
+            };
+            let x = f64::from(x);
+            let st = &self.st;
+            let (cus, firing, clear, rune, runn, runstart, phi, be, bn) =
+                if kind == AlertKind::ErrorRateSpike {
+                    (
+                        st.e_cus[s],
+                        st.e_firing[s],
+                        st.e_clear[s],
+                        st.e_rune[s],
+                        st.e_runn[s],
+                        st.e_runstart[s],
+                        st.e_phi[s],
+                        st.e_be[s],
+                        st.e_bn[s],
+                    )
+                } else {
+                    (
+                        st.r_cus[s],
+                        st.r_firing[s],
+                        st.r_clear[s],
+                        st.r_rune[s],
+                        st.r_runn[s],
+                        st.r_runstart[s],
+                        st.r_phi[s],
+                        st.r_be[s],
+                        st.r_bn[s],
+                    )
+                };
+            // A candidate's baseline did not learn from this sample (its CUSUM is over
+            // the threshold or it is firing), so these are the levels the kernel used.
+            let (p0, p1) = kernels::RatioParams::new(cfg).levels(be, bn);
+            let (p0, p1) = (f64::from(p0), f64::from(p1));
+            let (clear, rune, runn, phi) = (
+                f64::from(clear),
+                f64::from(rune),
+                f64::from(runn),
+                f64::from(phi),
+            );
+            let now_ratio = if req > 0.0 && x.is_finite() {
+                x / req
+            } else {
+                0.0
+            };
+            if firing <= 0.0 {
+                if !(warm && cus > to_f(cfg.cusum_threshold) && runn > 0.0) {
                     continue;
                 }
-                let (cfg, x) = if kind == AlertKind::ErrorRateSpike {
-                    (&self.p.cfg.error_rate, rows.err[i])
+                let run_ratio = rune / runn;
+                let ph = phi.max(1.0);
+                // Practical floor on the run or, for a ramp still diluted by its first
+                // samples, on the latest sample when that sample alone is clearly above
+                // baseline (so one noisy sample of a quiet series cannot carry it).
+                let recent_ok = now_ratio >= p1
+                    && x.is_finite()
+                    && binomial_upper_tail(x / ph, req / ph, p0) < cfg.sample_alpha;
+                if (run_ratio < p1 && !recent_ok)
+                    || rune < cfg.min_count
+                    || binomial_upper_tail(rune / ph, runn / ph, p0) >= cfg.alpha
+                {
+                    continue;
+                }
+                let value = now_ratio.max(run_ratio);
+                let sev = if value >= cfg.critical_ratio {
+                    Severity::Critical
                 } else {
-                    (&self.p.cfg.retry, rows.retries[i])
+                    Severity::Warning
                 };
-                let x = f64::from(x);
-                let st = &self.st;
-                let (cus, firing, clear, rune, runn, runstart, phi, be, bn) =
-                    if kind == AlertKind::ErrorRateSpike {
-                        (
-                            st.e_cus[s],
-                            st.e_firing[s],
-                            st.e_clear[s],
-                            st.e_rune[s],
-                            st.e_runn[s],
-                            st.e_runstart[s],
-                            st.e_phi[s],
-                            st.e_be[s],
-                            st.e_bn[s],
-                        )
+                #[allow(clippy::cast_possible_truncation)]
+                let onset = runstart as i64;
+                self.fire(sid, kind, onset, ts, sev, value, p0);
+            } else if clear >= resolve_s {
+                self.resolve(sid, kind, ts, now_ratio);
+            }
+        }
+        // success_drop
+        if attn & KIND_S != 0 {
+            let st = &self.st;
+            let (low, firing, clear, rate, lvl) = (
+                f64::from(st.s_low[s]),
+                st.s_firing[s],
+                f64::from(st.s_clear[s]),
+                f64::from(st.s_rate[s]),
+                f64::from(st.s_lvl[s]),
+            );
+            let cfg = &self.p.cfg.success_drop;
+            if firing <= 0.0 {
+                if warm && low >= f64::from(cfg.confirm_samples) {
+                    let svc = self.service_of[s] as usize;
+                    if self.conserved[svc] {
+                        // Traffic moved to sibling clusters: not a loss. Count it once per streak.
+                        if low == f64::from(cfg.confirm_samples) {
+                            self.stats.moves_suppressed += 1;
+                        }
                     } else {
-                        (
-                            st.r_cus[s],
-                            st.r_firing[s],
-                            st.r_clear[s],
-                            st.r_rune[s],
-                            st.r_runn[s],
-                            st.r_runstart[s],
-                            st.r_phi[s],
-                            st.r_be[s],
-                            st.r_bn[s],
-                        )
-                    };
-                // A candidate's baseline did not learn from this sample (its CUSUM is over
-                // the threshold or it is firing), so these are the levels the kernel used.
-                let (p0, p1) = kernels::RatioParams::new(cfg).levels(be, bn);
-                let (p0, p1) = (f64::from(p0), f64::from(p1));
-                let (clear, rune, runn, phi) = (
-                    f64::from(clear),
-                    f64::from(rune),
-                    f64::from(runn),
-                    f64::from(phi),
-                );
-                let now_ratio = if req > 0.0 && x.is_finite() {
-                    x / req
-                } else {
-                    0.0
-                };
-                if firing <= 0.0 {
-                    if !(warm && cus > to_f(cfg.cusum_threshold) && runn > 0.0) {
-                        continue;
+                        #[allow(clippy::cast_possible_truncation)]
+                        let onset = st.s_runstart[s] as i64;
+                        self.fire(
+                            sid,
+                            AlertKind::SuccessDrop,
+                            onset,
+                            ts,
+                            Severity::Critical,
+                            rate,
+                            lvl,
+                        );
                     }
-                    let run_ratio = rune / runn;
-                    let ph = phi.max(1.0);
-                    // Practical floor on the run or, for a ramp still diluted by its first
-                    // samples, on the latest sample when that sample alone is clearly above
-                    // baseline (so one noisy sample of a quiet series cannot carry it).
-                    let recent_ok = now_ratio >= p1
-                        && x.is_finite()
-                        && binomial_upper_tail(x / ph, req / ph, p0) < cfg.sample_alpha;
-                    if (run_ratio < p1 && !recent_ok)
-                        || rune < cfg.min_count
-                        || binomial_upper_tail(rune / ph, runn / ph, p0) >= cfg.alpha
-                    {
-                        continue;
-                    }
-                    let value = now_ratio.max(run_ratio);
-                    let sev = if value >= cfg.critical_ratio {
+                }
+            } else if clear >= resolve_s {
+                self.resolve(sid, AlertKind::SuccessDrop, ts, rate);
+            }
+        }
+        // latency_spike
+        if attn & KIND_L != 0 {
+            let st = &self.st;
+            let lc = &self.p.cfg.latency;
+            let (cus, firing, clear, last, m) = (
+                st.l_cus[s],
+                st.l_firing[s],
+                f64::from(st.l_clear[s]),
+                f64::from(st.l_last[s]),
+                f64::from(st.l_m[s]),
+            );
+            let valid_now = rows.p99[i].is_finite() && rows.req[i] >= to_f(lc.min_requests);
+            if firing <= 0.0 {
+                let base = m.exp();
+                if warm
+                    && valid_now
+                    && f64::from(st.l_n[s]) >= lc.min_samples
+                    && (cus > to_f(lc.cusum_h) || st.l_z[s] >= to_f(lc.spike_z))
+                    && last >= base * lc.min_factor
+                    && last - base >= lc.min_abs_ms
+                {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let onset = st.l_runstart[s] as i64;
+                    let sev = if last >= 3.0 * base {
                         Severity::Critical
                     } else {
                         Severity::Warning
                     };
+                    self.fire(sid, AlertKind::LatencySpike, onset, ts, sev, last, base);
+                }
+            } else if clear >= resolve_s {
+                self.resolve(sid, AlertKind::LatencySpike, ts, last);
+            }
+        }
+        // db_pool_saturation
+        if attn & KIND_P != 0 {
+            let st = &self.st;
+            let pc = &self.p.cfg.db_pool;
+            let (warn, sat, firing, clear, last, base) = (
+                f64::from(st.p_warn[s]),
+                f64::from(st.p_sat[s]),
+                st.p_firing[s],
+                f64::from(st.p_clear[s]),
+                f64::from(st.p_last[s]),
+                f64::from(st.p_base[s]),
+            );
+            let confirm = f64::from(pc.confirm_samples);
+            if firing <= 0.0 {
+                if warm && (warn >= confirm || sat >= confirm) {
                     #[allow(clippy::cast_possible_truncation)]
-                    let onset = runstart as i64;
-                    self.fire(sid, kind, onset, ts, sev, value, p0);
-                } else if clear >= resolve_s {
-                    self.resolve(sid, kind, ts, now_ratio);
+                    let onset = st.p_runstart[s] as i64;
+                    let sev = if sat >= confirm {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    };
+                    self.fire(sid, AlertKind::DbPoolSaturation, onset, ts, sev, last, base);
                 }
-            }
-            // success_drop
-            if attn & KIND_S != 0 {
-                let st = &self.st;
-                let (low, firing, clear, rate, lvl) = (
-                    f64::from(st.s_low[s]),
-                    st.s_firing[s],
-                    f64::from(st.s_clear[s]),
-                    f64::from(st.s_rate[s]),
-                    f64::from(st.s_lvl[s]),
-                );
-                let cfg = &self.p.cfg.success_drop;
-                if firing <= 0.0 {
-                    if warm && low >= f64::from(cfg.confirm_samples) {
-                        let svc = self.service_of[s] as usize;
-                        if self.conserved[svc] {
-                            // Traffic moved to sibling clusters: not a loss. Count it once per streak.
-                            if low == f64::from(cfg.confirm_samples) {
-                                self.stats.moves_suppressed += 1;
-                            }
-                        } else {
-                            #[allow(clippy::cast_possible_truncation)]
-                            let onset = st.s_runstart[s] as i64;
-                            self.fire(
-                                sid,
-                                AlertKind::SuccessDrop,
-                                onset,
-                                ts,
-                                Severity::Critical,
-                                rate,
-                                lvl,
-                            );
-                        }
-                    }
-                } else if clear >= resolve_s {
-                    self.resolve(sid, AlertKind::SuccessDrop, ts, rate);
-                }
-            }
-            // latency_spike
-            if attn & KIND_L != 0 {
-                let st = &self.st;
-                let lc = &self.p.cfg.latency;
-                let (cus, firing, clear, last, m) = (
-                    st.l_cus[s],
-                    st.l_firing[s],
-                    f64::from(st.l_clear[s]),
-                    f64::from(st.l_last[s]),
-                    f64::from(st.l_m[s]),
-                );
-                let valid_now = rows.p99[i].is_finite() && rows.req[i] >= to_f(lc.min_requests);
-                if firing <= 0.0 {
-                    let base = m.exp();
-                    if warm
-                        && valid_now
-                        && f64::from(st.l_n[s]) >= lc.min_samples
-                        && (cus > to_f(lc.cusum_h) || st.l_z[s] >= to_f(lc.spike_z))
-                        && last >= base * lc.min_factor
-                        && last - base >= lc.min_abs_ms
-                    {
-                        #[allow(clippy::cast_possible_truncation)]
-                        let onset = st.l_runstart[s] as i64;
-                        let sev = if last >= 3.0 * base {
-                            Severity::Critical
-                        } else {
-                            Severity::Warning
-                        };
-                        self.fire(sid, AlertKind::LatencySpike, onset, ts, sev, last, base);
-                    }
-                } else if clear >= resolve_s {
-                    self.resolve(sid, AlertKind::LatencySpike, ts, last);
-                }
-            }
-            // db_pool_saturation
-            if attn & KIND_P != 0 {
-                let st = &self.st;
-                let pc = &self.p.cfg.db_pool;
-                let (warn, sat, firing, clear, last, base) = (
-                    f64::from(st.p_warn[s]),
-                    f64::from(st.p_sat[s]),
-                    st.p_firing[s],
-                    f64::from(st.p_clear[s]),
-                    f64::from(st.p_last[s]),
-                    f64::from(st.p_base[s]),
-                );
-                let confirm = f64::from(pc.confirm_samples);
-                if firing <= 0.0 {
-                    if warm && (warn >= confirm || sat >= confirm) {
-                        #[allow(clippy::cast_possible_truncation)]
-                        let onset = st.p_runstart[s] as i64;
-                        let sev = if sat >= confirm {
-                            Severity::Critical
-                        } else {
-                            Severity::Warning
-                        };
-                        self.fire(sid, AlertKind::DbPoolSaturation, onset, ts, sev, last, base);
-                    }
-                } else if clear >= resolve_s {
-                    self.resolve(sid, AlertKind::DbPoolSaturation, ts, last);
-                }
+            } else if clear >= resolve_s {
+                self.resolve(sid, AlertKind::DbPoolSaturation, ts, last);
             }
         }
     }
@@ -1449,17 +1444,14 @@ fn patch_nulls<T: ArrowPrimitiveType>(
 }
 
 crate::isa::multiversion! {
-/// `out[k] = from[order[k]]` (vector gathers where the CPU has them).
-fn gather(out: &mut [F], from: &[F], order: &[u32]) {
-    let order = &order[..out.len()];
+/// Appends `from[order[k]]` for each `k` to `out` (vector gathers where the CPU has them).
+fn gather(out: &mut Vec<F>, from: &[F], order: &[u32]) {
     let Some(last) = from.len().checked_sub(1) else {
         return;
     };
     // The indices are in range; clamping says so to the compiler, which then drops the
     // bounds check that would keep the loop scalar.
-    for (o, &i) in out.iter_mut().zip(order) {
-        *o = from[(i as usize).min(last)];
-    }
+    out.extend(order.iter().map(|&i| from[(i as usize).min(last)]));
 }
 }
 
