@@ -15,6 +15,7 @@ use detector::{
     IncidentConfig, IncidentSnapshot, IncidentTracker, SeriesInterner, SeriesKey,
 };
 use ingest::format::{Accepted, Format, MessageDecoder, MessageDecoderOptions, Payload};
+use ingest::frontier::{Frontier, FrontierOptions};
 use ingest::json::{DecoderOptions, RejectReason, Rejection};
 use ingest::trace::ChangeEvent;
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,8 @@ pub struct PipelineCheckpoint {
 #[derive(Debug)]
 pub struct Pipeline {
     decoder: MessageDecoder,
+    /// How far each input lane (Kafka partition) has delivered; empty for a single input.
+    frontier: Frontier,
     detector: Detector,
     incidents: IncidentTracker,
     pub rejections: Rejections,
@@ -92,6 +95,7 @@ impl Pipeline {
         let decoder = MessageDecoder::new(decoder_options(batch_size));
         Ok(Self {
             decoder,
+            frontier: Frontier::default(),
             detector,
             incidents,
             rejections: Rejections::default(),
@@ -162,6 +166,7 @@ impl Pipeline {
         }
         Ok(Self {
             decoder,
+            frontier: Frontier::default(),
             detector,
             incidents,
             rejections,
@@ -191,6 +196,33 @@ impl Pipeline {
         self.after_decode(decoded, out)
     }
 
+    /// [`push_message_as`](Self::push_message_as) for a source that reads several inputs
+    /// which may be read out of step in event time (Kafka partitions): `lane` is the message's
+    /// input. Until each lane has delivered, the detector's watermark is held for the lane
+    /// furthest behind, so a partition read behind the others is not judged late (see
+    /// [`ingest::frontier`] and [`assign_lanes`](Self::assign_lanes)).
+    pub fn push_message_from(
+        &mut self,
+        lane: u32,
+        format: &Format,
+        msg: &Payload,
+        out: &mut Vec<AlertEvent>,
+    ) -> anyhow::Result<()> {
+        let decoded = self.decoder.decode_shared(format, msg);
+        if let Some((oldest, newest)) = self.decoder.take_span() {
+            self.frontier.note(lane, oldest, newest, wall_now_ms());
+        }
+        self.after_decode(decoded, out)
+    }
+
+    /// The lanes the source may deliver from now on (its partition assignment) and how they
+    /// hold each other back. A lane not listed is forgotten; a new one holds the watermark
+    /// until it delivers or goes idle.
+    pub fn assign_lanes(&mut self, lanes: &[u32], opts: FrontierOptions) {
+        self.frontier.set_options(opts);
+        self.frontier.assign(lanes, wall_now_ms());
+    }
+
     fn after_decode(
         &mut self,
         decoded: Result<Accepted, Rejection>,
@@ -217,18 +249,24 @@ impl Pipeline {
     /// Runs whatever the decoder has buffered through the detector.
     pub fn flush(&mut self, out: &mut Vec<AlertEvent>) -> anyhow::Result<()> {
         // A long-running service moves the future-timestamp check's "now" along.
-        self.decoder.set_now_ms(wall_now_ms());
+        let now = wall_now_ms();
+        self.decoder.set_now_ms(now);
+        let start = out.len();
         if let Some(batch) = self.decoder.flush() {
             let keys = self.decoder.interner().keys();
             self.incidents
                 .observe_batch(&batch, keys)
                 .context("incident tracker rejected a batch")?;
-            let start = out.len();
+            self.detector
+                .set_frontier(self.frontier.before_batch(now), out);
             self.detector
                 .push_batch(&batch, keys, out)
                 .context("detector rejected a batch")?;
-            self.incidents.on_alerts(&mut out[start..]);
         }
+        // Also when nothing came: a lane gone idle may release the ticks it held.
+        self.detector
+            .set_frontier(self.frontier.after_batch(now), out);
+        self.incidents.on_alerts(&mut out[start..]);
         Ok(())
     }
 

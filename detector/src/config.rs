@@ -21,6 +21,11 @@ pub struct DetectorConfig {
     /// watermark (newest event time seen minus this) passes them, or earlier once every series
     /// that reported in the previous tick has reported.
     pub allowed_lateness_s: f64,
+    /// While a source holds the watermark back for an input read behind the others (Kafka
+    /// partitions catching up, see `Detector::set_frontier`), ticks stay open and their
+    /// samples buffered. Beyond this many buffered samples the oldest open tick closes anyway:
+    /// the bound on that memory (about 40 bytes a sample).
+    pub max_held_samples: u64,
     /// A series pages only after this much history; before that it only learns.
     pub warmup_s: f64,
     /// Half-life of the slow baselines (error/retry ratio, success rate, latency, pool level).
@@ -128,6 +133,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
             allowed_lateness_s: 120.0,
+            max_held_samples: 4_000_000,
             warmup_s: 900.0,
             baseline_half_life_s: 1800.0,
             resolve_after_s: 120.0,
@@ -304,6 +310,9 @@ impl DetectorConfig {
             c.allowed_lateness_s >= 0.0 && c.allowed_lateness_s <= 86_400.0,
             "must be in [0, 86400]",
         )?;
+        #[allow(clippy::cast_precision_loss)]
+        let held = c.max_held_samples as f64;
+        check("max_held_samples", held, held >= 1.0, "must be >= 1")?;
         check("warmup_s", c.warmup_s, c.warmup_s >= 0.0, "must be >= 0")?;
         check(
             "baseline_half_life_s",

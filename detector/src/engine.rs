@@ -251,8 +251,13 @@ pub struct Detector {
     expected: Vec<bool>,
     expected_count: usize,
     pending: VecDeque<Tick>,
+    /// Rows buffered in `pending`.
+    open_rows: usize,
     spare_rows: Vec<Rows>,
     max_ts: i64,
+    /// Event time every input has delivered up to (see [`Detector::set_frontier`]);
+    /// `NO_FRONTIER` when no hold is set.
+    frontier: i64,
     closed_ts: i64,
     /// Per service: total success rate was within tolerance of its baseline at the last tick.
     conserved: Vec<bool>,
@@ -283,6 +288,8 @@ pub struct Detector {
 }
 
 const NONE_TS: i64 = i64::MIN;
+/// [`Detector::set_frontier`] with `None`: the newest event time alone moves the watermark.
+const NO_FRONTIER: i64 = i64::MAX;
 
 /// Everything a [`Detector`] remembers (baselines, open ticks, firing alerts, counters), for
 /// checkpoints: [`Detector::snapshot`] and [`Detector::from_snapshot`]. Serialize it with a
@@ -341,8 +348,10 @@ impl Detector {
             expected: Vec::new(),
             expected_count: 0,
             pending: VecDeque::new(),
+            open_rows: 0,
             spare_rows: Vec::new(),
             max_ts: NONE_TS,
+            frontier: NO_FRONTIER,
             closed_ts: NONE_TS,
             conserved: Vec::new(),
             svc_rate: Vec::new(),
@@ -428,6 +437,7 @@ impl Detector {
         d.newest_buffered = snap.newest_buffered;
         d.expected = snap.expected;
         d.expected_count = snap.expected_count;
+        d.open_rows = snap.pending.iter().map(|t| t.rows.len()).sum();
         d.pending = snap.pending.into();
         d.max_ts = snap.max_ts;
         d.closed_ts = snap.closed_ts;
@@ -460,6 +470,37 @@ impl Detector {
     /// Newest event time seen, epoch ms.
     pub fn max_event_time(&self) -> Option<i64> {
         (self.max_ts != NONE_TS).then_some(self.max_ts)
+    }
+
+    /// Holds the watermark back for inputs that are behind.
+    ///
+    /// The watermark is normally the newest event time seen minus the allowed lateness: a
+    /// sample older than that is too late, and a tick older than that closes. That is right
+    /// for one input in event-time order, and for several inputs that keep pace with each
+    /// other. It is wrong for a consumer catching up on a backlog of several Kafka partitions:
+    /// it reads one partition minutes of event time ahead of another, and the other's samples
+    /// would all be judged late (and its series reported absent). A source that reads several
+    /// inputs therefore says how far every input has delivered: `frontier`, the oldest of the
+    /// inputs' newest event times. While it is set, the watermark never passes `frontier`
+    /// minus the allowed lateness, so ticks wait (open, buffered) for the inputs behind.
+    /// Ticks every series has reported still close at once, and once more than
+    /// `max_held_samples` are buffered the oldest open tick closes anyway (bounded memory).
+    ///
+    /// `None` lifts the hold. Raising the frontier may close ticks; their alert transitions
+    /// are appended to `out`. The frontier is not part of a snapshot: a restored detector has
+    /// no hold until its source sets one.
+    pub fn set_frontier(&mut self, frontier: Option<i64>, out: &mut Vec<AlertEvent>) {
+        let f = frontier.unwrap_or(NO_FRONTIER);
+        let raised = f > self.frontier;
+        self.frontier = f;
+        if raised {
+            self.close_ready(out);
+        }
+    }
+
+    /// The event time the watermark follows: the newest seen, held back to the frontier.
+    fn clock(&self) -> i64 {
+        self.max_ts.min(self.frontier)
     }
 
     /// Registers series keys `self.series_count()..keys.len()` (ids are positions in `keys`).
@@ -523,6 +564,7 @@ impl Detector {
             // runs are equivalent to.
             if let Some((pos, end)) = self.open_run(sids, tss, i) {
                 self.stats.samples += (end - i) as u64;
+                self.open_rows += end - i;
                 let rows = &mut self.pending[pos].rows;
                 rows.sid.extend_from_slice(&sids[i..end]);
                 cols.append(i..end, rows);
@@ -582,7 +624,7 @@ impl Detector {
     fn open_run(&mut self, sids: &[u32], tss: &[i64], start: usize) -> Option<(usize, usize)> {
         let ts = tss[start];
         if self.max_ts == NONE_TS
-            || ts < self.max_ts.saturating_sub(self.p.lateness_ms)
+            || ts < self.clock().saturating_sub(self.p.lateness_ms)
             || ts <= self.closed_ts
         {
             return None;
@@ -626,7 +668,7 @@ impl Detector {
     fn push_row(&mut self, r: &Row, out: &mut Vec<AlertEvent>) {
         self.stats.samples += 1;
         let s = r.sid as usize;
-        let watermark = self.max_ts.saturating_sub(self.p.lateness_ms);
+        let watermark = self.clock().saturating_sub(self.p.lateness_ms);
         if self.max_ts != NONE_TS && r.ts < watermark {
             self.stats.too_late += 1;
             return;
@@ -674,6 +716,7 @@ impl Detector {
         };
         let tick = &mut self.pending[pos];
         tick.rows.push(r);
+        self.open_rows += 1;
         if self.expected[s] {
             tick.hits += 1;
         }
@@ -708,10 +751,14 @@ impl Detector {
             let Some(front) = self.pending.front() else {
                 return;
             };
-            let by_watermark = front.ts < self.max_ts.saturating_sub(self.p.lateness_ms)
-                || (self.p.lateness_ms == 0 && front.ts < self.max_ts);
+            let clock = self.clock();
+            let by_watermark = front.ts < clock.saturating_sub(self.p.lateness_ms)
+                || (self.p.lateness_ms == 0 && front.ts < clock);
             let complete = self.expected_count > 0 && front.hits >= self.expected_count;
-            if !(by_watermark || complete) {
+            // Held for inputs behind (`set_frontier`), but buffering too much.
+            let over =
+                self.frontier < self.max_ts && self.open_rows as u64 > self.p.cfg.max_held_samples;
+            if !(by_watermark || complete || over) {
                 return;
             }
             if let Some(tick) = self.pending.pop_front() {
@@ -722,6 +769,7 @@ impl Detector {
 
     fn close(&mut self, mut tick: Tick, out: &mut Vec<AlertEvent>) {
         self.flush_late(out);
+        self.open_rows -= tick.rows.len();
         self.stats.ticks += 1;
         self.closed_ts = self.closed_ts.max(tick.ts);
         self.process(tick.ts, &tick.rows, true, out);

@@ -947,3 +947,122 @@ fn samples_from_lagging_partitions_give_the_same_alerts_in_any_batch_size() {
         assert_eq!(stats, want_stats, "chunk {chunk}");
     }
 }
+
+#[test]
+fn a_frontier_holds_ticks_for_partitions_read_behind_the_others() {
+    // Four "partitions" of series, read as a consumer catching up on a backlog reads them:
+    // 30 ticks (5 minutes, more than the 2 minutes of allowed lateness) of one partition,
+    // then 30 of the next. Told how far every partition has delivered, the detector must give
+    // exactly the alerts and counters of the same samples in event-time order. Without the
+    // frontier, the partitions read behind are too late: the hold is what makes the difference.
+    let n = 40;
+    let rows = simulate(n, ONSET + 60, 11, |s, t| {
+        let hit = (s == 6 || s == 33) && t >= ONSET;
+        Shape {
+            err: if hit { 0.4 } else { 0.002 },
+            ..Shape::default()
+        }
+    });
+    let keys = keys(n, 4);
+    let parts = 4;
+    let burst = 30 * STEP;
+    let mut skewed = rows.clone();
+    skewed.sort_by_key(|r| ((r.ts - T0) / burst, r.sid % parts, r.ts, r.sid));
+
+    let in_order = {
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for c in rows.chunks(64) {
+            d.push_batch(&batch(c), &keys, &mut out).unwrap();
+        }
+        d.finish(&mut out);
+        (out, d.stats())
+    };
+    assert!(
+        firing(&in_order.0)
+            .iter()
+            .any(|e| e.kind == AlertKind::ErrorRateSpike),
+        "the trace has an incident"
+    );
+
+    let run = |with_frontier: bool, chunk: usize| {
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        // Newest event time delivered per partition; a partition not heard from yet could
+        // still deliver anything.
+        let mut newest = vec![i64::MIN; parts as usize];
+        for c in skewed.chunks(chunk) {
+            if with_frontier {
+                // Before the chunk: no partition is further than its oldest row in the chunk.
+                let mut oldest = vec![i64::MAX; parts as usize];
+                for r in c {
+                    let p = (r.sid % parts) as usize;
+                    oldest[p] = oldest[p].min(r.ts);
+                }
+                let upto = newest.iter().zip(&oldest).map(|(&n, &o)| match (n, o) {
+                    (i64::MIN, i64::MAX) => i64::MIN,
+                    (i64::MIN, o) => o,
+                    (n, o) => n.min(o),
+                });
+                d.set_frontier(upto.min(), &mut out);
+            }
+            d.push_batch(&batch(c), &keys, &mut out).unwrap();
+            for r in c {
+                let p = (r.sid % parts) as usize;
+                newest[p] = newest[p].max(r.ts);
+            }
+            if with_frontier {
+                d.set_frontier(newest.iter().min().copied(), &mut out);
+            }
+        }
+        d.finish(&mut out);
+        (out, d.stats())
+    };
+    let unheld = run(false, 256);
+    assert!(unheld.1.too_late > 1000, "{:?}", unheld.1);
+    for chunk in [1, 50, 256, 5000] {
+        let (got, stats) = run(true, chunk);
+        assert_eq!(stats.too_late, 0, "chunk {chunk}: {stats:?}");
+        assert_eq!(stats.folded_late, 0, "chunk {chunk}: {stats:?}");
+        assert_eq!(stats, in_order.1, "chunk {chunk}");
+        assert_eq!(got, in_order.0, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn a_frontier_that_never_moves_holds_no_more_than_max_held_samples() {
+    // An input that never delivers would hold every tick open for ever: the detector closes
+    // the oldest open tick anyway once more than `max_held_samples` are buffered. Series 0 and
+    // 1 take turns reporting, so no tick is ever complete and only the limit closes ticks.
+    let n = 20;
+    let rows: Vec<S> = simulate(n, 200, 5, |_, _| Shape::default())
+        .into_iter()
+        .filter(|r| r.sid > 1 || i64::from(r.sid) == ((r.ts - T0) / STEP) % 2)
+        .collect();
+    let per_tick = u64::from(n) - 1;
+    let keys = keys(n, 2);
+    for limit in [u64::MAX, 1_000, 50] {
+        let mut d = Detector::new(DetectorConfig {
+            max_held_samples: limit,
+            ..DetectorConfig::default()
+        })
+        .unwrap();
+        let mut out = Vec::new();
+        d.set_frontier(Some(i64::MIN), &mut out);
+        for c in rows.chunks(100) {
+            d.push_batch(&batch(c), &keys, &mut out).unwrap();
+        }
+        let s = d.stats();
+        let open = s.samples - s.processed;
+        assert_eq!(s.too_late, 0, "limit {limit}: {s:?}");
+        if limit == u64::MAX {
+            assert_eq!(s.ticks, 0, "held for ever: {s:?}");
+        } else {
+            assert!(open <= limit + per_tick, "limit {limit}: {s:?}");
+            assert!(open + per_tick > limit, "closed no more than needed: {s:?}");
+        }
+        // The frontier lifted, the watermark closes what lateness allows.
+        d.set_frontier(None, &mut out);
+        assert!(d.stats().ticks >= 200 - 13, "{:?}", d.stats());
+    }
+}

@@ -283,6 +283,12 @@ impl MessageDecoder {
         self.json.len()
     }
 
+    /// The oldest and newest event time of the rows appended since the last call, if any:
+    /// called after each message, the message's span (for [`crate::frontier::Frontier::note`]).
+    pub fn take_span(&mut self) -> Option<(i64, i64)> {
+        self.json.take_span()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.json.is_empty()
     }

@@ -7,6 +7,9 @@
 //! - [`json`]: the native JSON sample format (`spikewatch.v1`) and its push-based decoder,
 //!   `decode(&[u8])` per message then `flush() -> Option<RecordBatch>`, with typed rejections.
 //! - [`trace`]: sample lines, change events and labels of trace directories.
+//! - [`frontier`]: how far each input (a Kafka partition) has delivered in event time, so a
+//!   consumer catching up on several partitions holds the detector's watermark for the one
+//!   furthest behind.
 //! - [`time`]: RFC 3339 <-> epoch milliseconds, shared by all.
 //! - [`kafka`]: the only module that talks to Kafka (rdkafka): an at-least-once consumer with a
 //!   dead-letter topic, lag and health, and a keyed producer. Its types never mention rdkafka.
@@ -17,6 +20,7 @@
 
 pub mod arrow_ipc;
 pub mod format;
+pub mod frontier;
 pub mod json;
 pub mod kafka;
 pub mod prom_adapter;

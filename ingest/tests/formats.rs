@@ -60,6 +60,30 @@ fn json_and_arrow_give_the_same_rows_and_share_series_ids() {
 }
 
 #[test]
+fn each_message_reports_the_event_time_span_it_added() {
+    // The span of each message feeds the per-partition event-time frontier; a rejected
+    // message adds no rows and so no span, and flushing does not lose a span not yet taken.
+    let t = |s: &str| ms(&format!("2026-02-12T21:{s}Z"));
+    let mut dec = decoder();
+    assert_eq!(dec.take_span(), None);
+    let one = full_sample("2026-02-12T21:20:10Z", "a");
+    dec.decode(&Format::Json, one.to_json_line().as_bytes())
+        .unwrap();
+    assert_eq!(dec.take_span(), Some((t("20:10"), t("20:10"))));
+    assert_eq!(dec.take_span(), None, "taken");
+    let rows = [
+        full_sample("2026-02-12T21:21:40Z", "a"),
+        full_sample("2026-02-12T21:20:20Z", "b"),
+        full_sample("2026-02-12T21:21:00Z", "c"),
+    ];
+    let ipc = arrow_ipc::encode(&rows).unwrap();
+    dec.decode(&Format::ArrowIpc, &ipc).unwrap();
+    assert!(dec.decode(&Format::Json, b"{\"ts\":oops}").is_err());
+    assert!(dec.flush().is_some());
+    assert_eq!(dec.take_span(), Some((t("20:20"), t("21:40"))));
+}
+
+#[test]
 fn arrow_columns_are_found_by_name_and_optional_ones_may_be_missing() {
     // Only the required columns, in another order, plus a column spikewatch does not know.
     let schema = Arc::new(Schema::new(vec![

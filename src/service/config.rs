@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use detector::DetectorConfig;
+use ingest::prom_adapter::{PromMapping, PromMappingConfig};
 use serde::Deserialize;
 
 /// `spikewatch.toml` as written. Every section is optional.
@@ -109,6 +110,12 @@ pub struct KafkaConfig {
     pub dead_letter_topic: Option<String>,
     /// Encoding of the metrics topic: `json`, `arrow` or `prom_adapter`.
     pub format: String,
+    /// With `format = "prom_adapter"`: which Prometheus metrics and labels become which sample
+    /// fields (`[source.kafka.prom_adapter]`; every key defaults, see docs/formats.md).
+    pub prom_adapter: PromMappingConfig,
+    /// A partition that delivered nothing for this long (wall seconds) stops holding back the
+    /// event-time watermark of the others (see docs/kafka.md, *Partitions and event time*).
+    pub partition_idle_s: f64,
     /// Passed through to librdkafka as is (security settings and the like).
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -122,6 +129,8 @@ impl Default for KafkaConfig {
             changes_topic: Some("spikewatch.changes".into()),
             dead_letter_topic: Some("spikewatch.dlq".into()),
             format: "json".into(),
+            prom_adapter: PromMappingConfig::default(),
+            partition_idle_s: 5.0,
             librdkafka: BTreeMap::new(),
         }
     }
@@ -256,7 +265,7 @@ impl CheckpointSettings {
 #[derive(Debug, Clone)]
 pub enum SourceSettings {
     Demo(DemoSettings),
-    Kafka(KafkaConfig),
+    Kafka(Box<KafkaConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -469,7 +478,20 @@ impl ServiceConfig {
                         ),
                     );
                 }
-                SourceSettings::Kafka(k)
+                if let Err(e) = PromMapping::new(&k.prom_adapter) {
+                    bad(
+                        &format!("source.kafka.prom_adapter.{}", e.field),
+                        format!("{}: {}", e.value, e.reason),
+                    );
+                }
+                let idle = k.partition_idle_s;
+                if !(idle.is_finite() && idle > 0.0 && idle <= 3_600.0) {
+                    bad(
+                        "source.kafka.partition_idle_s",
+                        format!("{idle} must be a positive number of seconds, at most 3600"),
+                    );
+                }
+                SourceSettings::Kafka(Box::new(k))
             }
         };
 
@@ -672,6 +694,26 @@ mod tests {
                 "kafka format",
                 "[source.kafka]\nformat = \"avro\"\n",
                 &["source.kafka.format"],
+            ),
+            (
+                "prom_adapter selector",
+                "[source.kafka]\nformat = \"prom_adapter\"\n[source.kafka.prom_adapter]\nerrors = [\"ok\", \"http{code=~\"]\n",
+                &["source.kafka.prom_adapter.errors[1]"],
+            ),
+            (
+                "unknown prom_adapter key",
+                "[source.kafka.prom_adapter]\nerrrors = []\n",
+                &["source.kafka.prom_adapter.errrors"],
+            ),
+            (
+                "partition idle time",
+                "[source.kafka]\npartition_idle_s = 0\n",
+                &["source.kafka.partition_idle_s"],
+            ),
+            (
+                "held samples",
+                "[detector]\nmax_held_samples = 0\n",
+                &["detector.max_held_samples"],
             ),
             (
                 "checkpoint interval and dir",

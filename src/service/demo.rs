@@ -196,6 +196,7 @@ impl Source for DemoSource {
             changes,
             token: self.token,
             format: ingest::format::Format::Json,
+            lanes: None,
         }))
     }
 }

@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ingest::format::{Format, FormatKind, Payload};
+use ingest::frontier::FrontierOptions;
 use ingest::kafka::{AckToken, KafkaMessage, KafkaSettings, KafkaSource, TopicSettings};
-use ingest::prom_adapter::PromMappingConfig;
 use ingest::trace::ChangeEvent;
 
 use super::config::KafkaConfig;
 use super::hub::Hub;
 use super::metrics::Metrics;
-use super::source::{Delivery, Source};
+use super::source::{Delivery, Lanes, Source};
 
 /// Messages per delivery, at most (the detector takes a delivery as one batch).
 const MAX_DELIVERY: usize = 8192;
@@ -59,13 +59,23 @@ pub fn settings(k: &KafkaConfig) -> anyhow::Result<KafkaSettings> {
         }],
         changes_topic: k.changes_topic.clone().filter(|t| !t.is_empty()),
         dead_letter_topic: k.dead_letter_topic.clone().filter(|t| !t.is_empty()),
-        prom_adapter: PromMappingConfig::default(),
+        prom_adapter: k.prom_adapter.clone(),
         librdkafka: k.librdkafka.clone(),
         commit_after_checkpoint: false,
         // Nothing in the service reads a message's headers (dead letters carry their own), and
         // asking librdkafka for them is a large share of the source's per-message cost.
         read_headers: false,
     })
+}
+
+/// The `[source.kafka]` settings of the per-partition event-time hold (checked at start to be
+/// positive and finite).
+fn frontier_options(k: &KafkaConfig) -> FrontierOptions {
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = |s: f64| (s * 1000.0).round() as i64;
+    FrontierOptions {
+        idle_ms: ms(k.partition_idle_s),
+    }
 }
 
 /// A delivery handed to the pipeline and not yet processed.
@@ -94,6 +104,8 @@ pub struct KafkaServiceSource {
     hub: Hub,
     metrics: Metrics,
     last_lag: Option<Instant>,
+    /// How partitions hold the event-time watermark for each other.
+    frontier: FrontierOptions,
 }
 
 impl KafkaServiceSource {
@@ -125,6 +137,7 @@ impl KafkaServiceSource {
             hub,
             metrics,
             last_lag: None,
+            frontier: frontier_options(cfg),
         })
     }
 
@@ -202,6 +215,23 @@ impl Source for KafkaServiceSource {
             .map(|m| Payload::from_vec(std::mem::take(&mut m.payload)))
             .collect();
         let samples = payloads.clone();
+        // One metrics topic: its partition numbers are the lanes.
+        let of_sample = messages
+            .iter()
+            .map(|m| u32::try_from(m.partition).unwrap_or(0))
+            .collect();
+        let assigned = self
+            .inner()?
+            .assignment()
+            .into_iter()
+            .filter(|(t, _)| *t == self.topic)
+            .filter_map(|(_, p)| u32::try_from(p).ok())
+            .collect();
+        let lanes = Lanes {
+            of_sample,
+            assigned,
+            options: self.frontier,
+        };
         self.in_flight.push_back(InFlight {
             token,
             ack: d.token,
@@ -213,6 +243,7 @@ impl Source for KafkaServiceSource {
             changes,
             token,
             format: self.format.clone(),
+            lanes: Some(lanes),
         }))
     }
 
@@ -340,6 +371,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            ..KafkaConfig::default()
         }
     }
 
@@ -361,6 +393,103 @@ mod tests {
     #[test]
     fn kafka_source_of_arrow_ipc_gives_the_alerts_of_a_direct_replay() {
         service_matches_replay(WireFormat::Arrow, "arrow_ipc", "malformed_arrow");
+    }
+
+    #[test]
+    fn the_prom_adapter_mapping_comes_from_the_config_file() {
+        let text = "[source.kafka]\nformat = \"prom_adapter\"\nmetrics_topic = \"m\"\n\
+                    [source.kafka.prom_adapter]\n\
+                    errors = ['http_requests_total{code=~\"5..|403\"}']\n\
+                    cluster_labels = [\"k8s_cluster\"]\n";
+        let cfg = crate::service::config::ServiceConfig::from_toml(text, std::path::Path::new("t"))
+            .unwrap();
+        let k = cfg.source.kafka.unwrap();
+        let formats = settings(&k).unwrap().formats().unwrap();
+        let Some(Format::PromAdapter(mapping)) = formats.get("m") else {
+            panic!("no prom_adapter format for the metrics topic: {formats:?}");
+        };
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        for (code, want) in [
+            ("403", vec!["requests", "errors"]),
+            ("503", vec!["requests", "errors"]),
+            ("200", vec!["requests"]),
+        ] {
+            let mut got = mapping.fields_for(
+                "http_requests_total",
+                &labels(&[("k8s_cluster", "c"), ("service", "s"), ("code", code)]),
+            );
+            got.sort_unstable();
+            let mut want = want;
+            want.sort_unstable();
+            assert_eq!(got, want, "code {code}");
+        }
+    }
+
+    /// A backlog on several partitions, read from the start: librdkafka hands over each
+    /// partition's messages in bursts covering many minutes of event time, far more than the
+    /// detector's allowed lateness. Holding the watermark for the partition furthest behind,
+    /// the service must judge every sample and give exactly the alerts of a direct replay in
+    /// event-time order (without the hold most samples were too late, and series absent).
+    #[test]
+    fn a_backlog_on_several_partitions_gives_the_alerts_of_a_direct_replay() {
+        for (format, name) in [(WireFormat::Json, "json"), (WireFormat::Arrow, "arrow_ipc")] {
+            let broker = MockBroker::new(1).unwrap();
+            broker.create_topic("metrics", 8).unwrap();
+            let brokers = broker.bootstrap_servers();
+            let opts = ProduceOptions {
+                trace: TRACE.into(),
+                brokers: brokers.clone(),
+                topic: "metrics".into(),
+                changes_topic: None,
+                pace: Pace::Max,
+                format,
+                repeat: false,
+                arrow_rows: 256,
+                librdkafka: BTreeMap::new(),
+            };
+            let mut sink = KafkaSink::new(&brokers, &BTreeMap::new()).unwrap();
+            produce(&opts, &mut sink, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            sink.finish(Duration::from_secs(30)).unwrap();
+            let (want, want_samples) = direct(TRACE);
+
+            let hub = Hub::new(100_000);
+            let metrics = Metrics::new(100);
+            let cfg = KafkaConfig {
+                changes_topic: None,
+                dead_letter_topic: None,
+                ..config(&brokers, "backlog", name)
+            };
+            let source =
+                KafkaServiceSource::new(&cfg, hub.clone(), metrics.clone(), false).unwrap();
+            let w = Worker::new(DetectorConfig::default(), hub.clone(), metrics.clone()).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let handle = worker::spawn(w, Box::new(source), stop.clone()).unwrap();
+            wait("every sample", 60, || {
+                hub.read().counters.samples >= want_samples
+            });
+            wait("the same alerts as the direct replay", 10, || {
+                let got: Seen = hub.read().alerts().iter().map(|a| key(&a.event)).collect();
+                got == want
+            });
+            stop.store(true, Ordering::Relaxed);
+            handle.join().unwrap().unwrap();
+            let (text, _) = metrics.render(&hub);
+            for line in [
+                "spikewatch_samples_skipped_total{reason=\"too_late\"} 0",
+                "spikewatch_samples_skipped_total{reason=\"duplicate\"} 0",
+            ] {
+                assert!(
+                    text.contains(line),
+                    "{name}: no `{line}` in /metrics:\n{text}"
+                );
+            }
+            drop(broker);
+        }
     }
 
     /// The trace through the service's source and worker in `format` (its config name), with

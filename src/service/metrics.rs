@@ -21,6 +21,8 @@ pub struct Metrics {
     registry: Registry,
     pub samples: IntCounter,
     pub rejected: IntCounterVec,
+    /// Accepted samples the detector did not judge, by reason.
+    pub skipped: IntCounterVec,
     pub batches: IntCounter,
     pub batch_seconds: Histogram,
     pub detection_delay: HistogramVec,
@@ -32,6 +34,9 @@ pub struct Metrics {
     series_limit: usize,
     dropped: std::sync::Arc<AtomicU64>,
 }
+
+/// The `reason` labels of `spikewatch_samples_skipped_total`.
+pub const SKIP_REASONS: [&str; 2] = ["duplicate", "too_late"];
 
 fn counter(name: &str, help: &str) -> IntCounter {
     IntCounter::with_opts(Opts::new(name, help)).expect("valid metric name")
@@ -53,6 +58,12 @@ impl Metrics {
             rejected: counter_vec(
                 "spikewatch_samples_rejected_total",
                 "Messages rejected, by reason.",
+                &["reason"],
+            ),
+            skipped: counter_vec(
+                "spikewatch_samples_skipped_total",
+                "Accepted samples the detector did not judge: `duplicate` (a (series, ts) \
+                 already seen) or `too_late` (older than the watermark allows).",
                 &["reason"],
             ),
             batches: counter(
@@ -110,6 +121,7 @@ impl Metrics {
         for c in [
             Box::new(m.samples.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.rejected.clone()),
+            Box::new(m.skipped.clone()),
             Box::new(m.batches.clone()),
             Box::new(m.batch_seconds.clone()),
             Box::new(m.detection_delay.clone()),
@@ -124,6 +136,9 @@ impl Metrics {
         // Reasons and outcomes exist from the start, so rates read 0 rather than nothing.
         for reason in ingest::json::RejectReason::ALL {
             m.rejected.with_label_values(&[reason.as_str()]);
+        }
+        for reason in SKIP_REASONS {
+            m.skipped.with_label_values(&[reason]);
         }
         for outcome in ["ok", "error"] {
             m.alertmanager_sends.with_label_values(&[outcome]);

@@ -6,7 +6,20 @@
 use std::time::Duration;
 
 use ingest::format::{Format, Payload};
+use ingest::frontier::FrontierOptions;
 use ingest::trace::ChangeEvent;
+
+/// Where a delivery's samples came from, for a source that reads several inputs which may be
+/// read out of step in event time (Kafka partitions): the pipeline holds the detector's
+/// watermark for the input furthest behind (see [`ingest::frontier`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lanes {
+    /// The input ("lane", numbered by the source) of each message in `samples`.
+    pub of_sample: Vec<u32>,
+    /// Every lane the source may deliver from now on (its partition assignment).
+    pub assigned: Vec<u32>,
+    pub options: FrontierOptions,
+}
 
 /// What a source hands the pipeline.
 #[derive(Debug)]
@@ -21,6 +34,8 @@ pub enum Delivery {
         token: u64,
         /// The wire format of every message in `samples` (native JSON for the demo).
         format: Format,
+        /// `None` for a source with a single input in event-time order (the demo).
+        lanes: Option<Lanes>,
     },
     /// What follows is an unrelated stream (the demo's next trace): start a fresh detector.
     Restart { name: String },

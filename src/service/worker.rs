@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use detector::{AlertEvent, DetectorConfig};
+use detector::{AlertEvent, DetectorConfig, DetectorStats};
 use serde::{Deserialize, Serialize};
 
 use super::hub::{wall_ms, Hub, HubExport};
@@ -135,7 +135,8 @@ pub struct Worker {
     out: Vec<AlertEvent>,
     last_snapshot: Instant,
     rejected_seen: Vec<(String, u64)>,
-    samples_seen: u64,
+    /// The detector's counters as last published to `/metrics`.
+    stats_seen: DetectorStats,
     checkpoint: Option<Checkpointing>,
     last_checkpoint: Instant,
     /// A delivery was processed since the last checkpoint.
@@ -153,7 +154,7 @@ impl Worker {
             out: Vec::new(),
             last_snapshot: Instant::now(),
             rejected_seen: Vec::new(),
-            samples_seen: 0,
+            stats_seen: DetectorStats::default(),
             checkpoint: None,
             last_checkpoint: Instant::now(),
             dirty: false,
@@ -175,7 +176,7 @@ impl Worker {
             .restore(cp.hub)
             .context("restoring incidents from the checkpoint")?;
         // Process counters start from zero; only what comes after the checkpoint counts.
-        self.samples_seen = self.pipeline.stats().samples;
+        self.stats_seen = self.pipeline.stats();
         self.rejected_seen = self
             .pipeline
             .rejections
@@ -236,14 +237,28 @@ impl Worker {
                     changes,
                     token,
                     format,
+                    lanes,
                 }) => {
                     if !changes.is_empty() {
                         self.pipeline.push_changes(&changes);
                     }
                     let started = Instant::now();
+                    if let Some(l) = &lanes {
+                        self.pipeline.assign_lanes(&l.assigned, l.options);
+                    }
                     for (i, msg) in samples.iter().enumerate() {
                         let before = self.pipeline.rejections.total();
-                        self.pipeline.push_message_as(&format, msg, &mut self.out)?;
+                        match lanes.as_ref().and_then(|l| l.of_sample.get(i)) {
+                            Some(&lane) => {
+                                self.pipeline.push_message_from(
+                                    lane,
+                                    &format,
+                                    msg,
+                                    &mut self.out,
+                                )?;
+                            }
+                            None => self.pipeline.push_message_as(&format, msg, &mut self.out)?,
+                        }
                         if self.pipeline.rejections.total() > before {
                             if let Some(reason) = self.newly_rejected() {
                                 let detail = self
@@ -267,7 +282,7 @@ impl Worker {
                     self.pipeline.finish(&mut self.out)?;
                     self.publish();
                     self.pipeline = Pipeline::new(self.cfg.clone(), BATCH_ROWS)?;
-                    self.samples_seen = 0;
+                    self.stats_seen = DetectorStats::default();
                     self.rejected_seen.clear();
                     self.hub.update_counters(|c| c.source = name);
                     self.snapshot();
@@ -322,11 +337,20 @@ impl Worker {
     }
 
     fn publish(&mut self) {
-        let accepted = self.pipeline.stats().samples;
+        let now = self.pipeline.stats();
+        let was = std::mem::replace(&mut self.stats_seen, now);
         self.metrics
             .samples
-            .inc_by(accepted.saturating_sub(self.samples_seen));
-        self.samples_seen = accepted;
+            .inc_by(now.samples.saturating_sub(was.samples));
+        for (reason, n, before) in [
+            ("duplicate", now.duplicates, was.duplicates),
+            ("too_late", now.too_late, was.too_late),
+        ] {
+            self.metrics
+                .skipped
+                .with_label_values(&[reason])
+                .inc_by(n.saturating_sub(before));
+        }
         // Incidents first, so an API reader who sees an alert's incident_id finds the incident.
         let updates = self.pipeline.take_incident_updates();
         let opened = self.hub.upsert_incidents(&updates);

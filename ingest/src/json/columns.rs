@@ -235,7 +235,11 @@ pub(crate) struct Columns {
     chunks: Vec<Chunk>,
     /// Allocated on the first row, so a decoder fed only whole chunks never sizes it.
     rows: Option<RowColumns>,
+    /// Oldest and newest `ts` appended since the last [`take_span`](Self::take_span).
+    span: (i64, i64),
 }
+
+const NO_SPAN: (i64, i64) = (i64::MAX, i64::MIN);
 
 impl Columns {
     pub(crate) fn new(prealloc: usize) -> Self {
@@ -244,6 +248,7 @@ impl Columns {
             prealloc,
             chunks: Vec::new(),
             rows: None,
+            span: NO_SPAN,
         }
     }
 
@@ -259,6 +264,7 @@ impl Columns {
             .get_or_insert_with(|| RowColumns::with_capacity(prealloc))
             .push(id, row);
         self.len += 1;
+        self.span = (self.span.0.min(row.ts_ms), self.span.1.max(row.ts_ms));
     }
 
     /// Appends whole columns; they must already be valid.
@@ -266,7 +272,19 @@ impl Columns {
         // Rows appended one by one before this chunk came before it.
         self.seal_rows();
         self.len += chunk.len();
+        let (lo, hi) = chunk
+            .ts
+            .values()
+            .iter()
+            .fold(self.span, |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        self.span = (lo, hi);
         self.chunks.push(chunk);
+    }
+
+    /// The oldest and newest `ts` appended since the last call, if any.
+    pub(crate) fn take_span(&mut self) -> Option<(i64, i64)> {
+        let span = std::mem::replace(&mut self.span, NO_SPAN);
+        (span != NO_SPAN).then_some(span)
     }
 
     fn seal_rows(&mut self) {

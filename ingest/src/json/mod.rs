@@ -207,6 +207,12 @@ impl JsonDecoder {
         self.cols.len()
     }
 
+    /// The oldest and newest event time of the rows appended since the last call (or since
+    /// the decoder was made), if any: called after each message, the message's span.
+    pub fn take_span(&mut self) -> Option<(i64, i64)> {
+        self.cols.take_span()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.cols.len() == 0
     }
