@@ -198,7 +198,13 @@ fn start_broker(tansu: &Path, dir: &Path) -> (Proc, String) {
         &mut [&mut broker],
         || TcpStream::connect(&brokers).is_ok(),
     );
-    for topic in ["spikewatch.metrics", "spikewatch.changes", "spikewatch.dlq"] {
+    // Several metrics partitions: a consumer reads them in bursts, one partition far ahead of
+    // another in event time, and the service must still give the replay's alerts.
+    for (topic, partitions) in [
+        ("spikewatch.metrics", "4"),
+        ("spikewatch.changes", "1"),
+        ("spikewatch.dlq", "1"),
+    ] {
         let out = Command::new(tansu)
             .args([
                 "topic",
@@ -206,7 +212,7 @@ fn start_broker(tansu: &Path, dir: &Path) -> (Proc, String) {
                 "--broker",
                 &url,
                 "--partitions",
-                "1",
+                partitions,
                 topic,
             ])
             .output()
