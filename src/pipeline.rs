@@ -14,6 +14,7 @@ use detector::{
     AlertEvent, Detector, DetectorConfig, DetectorSnapshot, DetectorStats, Incident,
     IncidentConfig, IncidentSnapshot, IncidentTracker, SeriesInterner, SeriesKey,
 };
+use ingest::ahead::{decode_delivery, Cut, Decoding, OVERLAP_BYTES};
 use ingest::format::{Accepted, Format, MessageDecoder, MessageDecoderOptions, Payload};
 use ingest::frontier::{Frontier, FrontierOptions};
 use ingest::json::{DecoderOptions, RejectReason, Rejection};
@@ -70,7 +71,6 @@ pub struct Pipeline {
     detector: Detector,
     incidents: IncidentTracker,
     pub rejections: Rejections,
-    last_rejection: Option<Rejection>,
     messages: u64,
 }
 
@@ -99,7 +99,6 @@ impl Pipeline {
             detector,
             incidents,
             rejections: Rejections::default(),
-            last_rejection: None,
             messages: 0,
         })
     }
@@ -170,7 +169,6 @@ impl Pipeline {
             detector,
             incidents,
             rejections,
-            last_rejection: None,
             messages: cp.messages,
         })
     }
@@ -182,37 +180,74 @@ impl Pipeline {
         self.after_decode(decoded, out)
     }
 
-    /// [`push_message`](Self::push_message) for a message in any wire format, held in a shared
-    /// buffer: the decoder reads an Arrow IPC message in place (its columns share the buffer
-    /// until the batch is through the detector), so the caller may keep the message (for a
-    /// dead letter) without either side copying it.
-    pub fn push_message_as(
+    /// A whole delivery, each message in `format` and held in a shared buffer (an Arrow IPC
+    /// message is read in place, so the caller may keep it for a dead letter without either
+    /// side copying it), flushed at the end. `lanes`: each message's input for a source that
+    /// reads several which may be read out of step in event time (Kafka partitions; the
+    /// detector's watermark is then held for the one furthest behind, see [`ingest::frontier`]
+    /// and [`assign_lanes`](Self::assign_lanes)), or `None` for a single input.
+    ///
+    /// A delivery of at least [`OVERLAP_BYTES`] payload bytes is decoded on a second thread
+    /// while this one runs the batches already decoded through the detector: the same batches
+    /// in the same order as message by message, so the same alerts, in about the time of the
+    /// slower side instead of the sum. Returns the rejected messages (index, why).
+    pub fn push_delivery(
         &mut self,
         format: &Format,
-        msg: &Payload,
+        msgs: &[Payload],
+        lanes: Option<&[u32]>,
         out: &mut Vec<AlertEvent>,
-    ) -> anyhow::Result<()> {
-        let decoded = self.decoder.decode_shared(format, msg);
-        self.after_decode(decoded, out)
-    }
-
-    /// [`push_message_as`](Self::push_message_as) for a source that reads several inputs
-    /// which may be read out of step in event time (Kafka partitions): `lane` is the message's
-    /// input. Until each lane has delivered, the detector's watermark is held for the lane
-    /// furthest behind, so a partition read behind the others is not judged late (see
-    /// [`ingest::frontier`] and [`assign_lanes`](Self::assign_lanes)).
-    pub fn push_message_from(
-        &mut self,
-        lane: u32,
-        format: &Format,
-        msg: &Payload,
-        out: &mut Vec<AlertEvent>,
-    ) -> anyhow::Result<()> {
-        let decoded = self.decoder.decode_shared(format, msg);
-        if let Some((oldest, newest)) = self.decoder.take_span() {
-            self.frontier.note(lane, oldest, newest, wall_now_ms());
-        }
-        self.after_decode(decoded, out)
+    ) -> anyhow::Result<Vec<(usize, Rejection)>> {
+        self.decoder.set_now_ms(wall_now_ms());
+        let overlap = msgs.iter().map(Payload::len).sum::<usize>() >= OVERLAP_BYTES;
+        let Self {
+            decoder,
+            frontier,
+            detector,
+            incidents,
+            rejections,
+            messages,
+        } = self;
+        let known_keys = detector.series_count();
+        let mut rejected = Vec::new();
+        let mut on_message = |i: usize, outcome: &Result<Accepted, Rejection>| {
+            *messages += 1;
+            if let Err(rej) = outcome {
+                let n = *messages;
+                rejections.add(rej.reason, || format!("message {n}: {rej}"));
+                rejected.push((i, rej.clone()));
+            }
+        };
+        let mut consume = |cut: Cut| -> anyhow::Result<()> {
+            detector.add_series(&cut.new_keys);
+            incidents.add_series(&cut.new_keys);
+            incidents
+                .observe_registered(&cut.batch)
+                .context("incident tracker rejected a batch")?;
+            let start = out.len();
+            detector.set_frontier(cut.before, out);
+            detector
+                .push_registered(&cut.batch, out)
+                .context("detector rejected a batch")?;
+            detector.set_frontier(cut.after, out);
+            incidents.on_alerts(&mut out[start..]);
+            Ok(())
+        };
+        decode_delivery(
+            Decoding {
+                decoder,
+                frontier,
+                lanes,
+                known_keys,
+                now_ms: &wall_now_ms,
+            },
+            format,
+            msgs,
+            overlap,
+            &mut on_message,
+            &mut consume,
+        )?;
+        Ok(rejected)
     }
 
     /// The lanes the source may deliver from now on (its partition assignment) and how they
@@ -233,17 +268,11 @@ impl Pipeline {
             let n = self.messages;
             self.rejections
                 .add(rej.reason, || format!("message {n}: {rej}"));
-            self.last_rejection = Some(rej);
         }
         if self.decoder.is_full() {
             self.flush(out)?;
         }
         Ok(())
-    }
-
-    /// The most recent rejection (reason and detail), for dead letters.
-    pub fn last_rejection(&self) -> Option<&Rejection> {
-        self.last_rejection.as_ref()
     }
 
     /// Runs whatever the decoder has buffered through the detector.

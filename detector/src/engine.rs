@@ -505,11 +505,20 @@ impl Detector {
 
     /// Registers series keys `self.series_count()..keys.len()` (ids are positions in `keys`).
     pub fn register_series(&mut self, keys: &[SeriesKey]) {
+        if let Some(new) = keys.get(self.keys.len()..) {
+            self.add_series(new);
+        }
+    }
+
+    /// Registers `new` as the keys of the next series ids, `series_count()..`, in order: for a
+    /// caller that holds only the keys added since it last registered (see
+    /// [`push_registered`](Self::push_registered)).
+    pub fn add_series(&mut self, new: &[SeriesKey]) {
         let old = self.keys.len();
-        if keys.len() <= old {
+        if new.is_empty() {
             return;
         }
-        for key in &keys[old..] {
+        for key in new {
             let next = u32::try_from(self.services.len()).unwrap_or(u32::MAX);
             let svc = *self.services.entry(key.service.clone()).or_insert(next);
             self.service_of.push(svc);
@@ -542,6 +551,16 @@ impl Detector {
         out: &mut Vec<AlertEvent>,
     ) -> Result<(), DetectorError> {
         self.register_series(keys);
+        self.push_registered(batch, out)
+    }
+
+    /// [`push_batch`](Self::push_batch) for a batch whose series are all registered already
+    /// ([`add_series`](Self::add_series)).
+    pub fn push_registered(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Vec<AlertEvent>,
+    ) -> Result<(), DetectorError> {
         let sid = schema::series_ids(batch, self.keys.len())?;
         let ts = schema::column::<TimestampMillisecondType>(batch, schema::TS)?;
         let cols = BatchCols {

@@ -749,12 +749,20 @@ impl IncidentTracker {
     /// Registers series keys `self.keys.len()..keys.len()`; ids are positions in `keys`, the
     /// same convention as [`crate::Detector::register_series`].
     pub fn register_series(&mut self, keys: &[SeriesKey]) {
-        let old = self.keys.len();
-        if keys.len() <= old {
+        if let Some(new) = keys.get(self.keys.len()..) {
+            self.add_series(new);
+        }
+    }
+
+    /// Registers `new` as the keys of the next series ids, in order (see
+    /// [`crate::Detector::add_series`]).
+    pub fn add_series(&mut self, new: &[SeriesKey]) {
+        if new.is_empty() {
             return;
         }
-        for (i, key) in keys.iter().enumerate().skip(old) {
-            let id = SeriesId::try_from(i).unwrap_or(SeriesId::MAX);
+        let old = self.keys.len();
+        for (i, key) in new.iter().enumerate() {
+            let id = SeriesId::try_from(old + i).unwrap_or(SeriesId::MAX);
             self.ids
                 .entry(key.cluster.clone())
                 .or_default()
@@ -777,6 +785,12 @@ impl IncidentTracker {
         keys: &[SeriesKey],
     ) -> Result<(), DetectorError> {
         self.register_series(keys);
+        self.observe_registered(batch)
+    }
+
+    /// [`observe_batch`](Self::observe_batch) for a batch whose series are all registered
+    /// already ([`add_series`](Self::add_series)).
+    pub fn observe_registered(&mut self, batch: &RecordBatch) -> Result<(), DetectorError> {
         let sid = schema::series_ids(batch, self.keys.len())?;
         let ts = schema::column::<TimestampMillisecondType>(batch, schema::TS)?;
         let req = schema::column::<UInt64Type>(batch, schema::REQUESTS)?;

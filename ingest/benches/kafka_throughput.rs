@@ -35,7 +35,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use detector::{Detector, DetectorConfig};
+use detector::{Detector, DetectorConfig, DetectorError};
+use ingest::ahead::{decode_delivery, Cut, Decoding, OVERLAP_BYTES};
 use ingest::format::{MessageDecoder, MessageDecoderOptions, Payload};
 use ingest::frontier::{Frontier, FrontierOptions};
 use ingest::json::{DecoderOptions, Sample};
@@ -232,11 +233,12 @@ struct Phases {
     /// In [`KafkaSource::poll`], including waiting for the broker to have more (but not the
     /// wait for the very first message).
     poll: Duration,
-    /// In the decoder.
-    decode: Duration,
-    /// In the detector.
+    /// Decoding and detecting a delivery, from the poll's return to the acknowledgement: the
+    /// two overlap for a large delivery (decoding runs ahead on a second thread).
+    process: Duration,
+    /// Of which the detector was busy (on the polling thread).
     detect: Duration,
-    /// In [`KafkaSource::ack`].
+    /// In [`KafkaSource::ack`] and dropping the kept payloads.
     ack: Duration,
     /// From the first message to the last acknowledgement.
     total: Duration,
@@ -245,7 +247,7 @@ struct Phases {
 impl Phases {
     fn add(&mut self, o: &Phases) {
         self.poll += o.poll;
-        self.decode += o.decode;
+        self.process += o.process;
         self.detect += o.detect;
         self.ack += o.ack;
         self.total += o.total;
@@ -255,11 +257,12 @@ impl Phases {
         let pct = |d: Duration| 100.0 * d.as_secs_f64() / self.total.as_secs_f64();
         let other = self
             .total
-            .saturating_sub(self.poll + self.decode + self.detect + self.ack);
+            .saturating_sub(self.poll + self.process + self.ack);
         format!(
-            "poll {:.0}%, decode {:.0}%, detector {:.0}%, ack {:.0}%, other {:.0}%",
+            "poll {:.0}%, decode and detect {:.0}% (detector busy {:.0}%), ack {:.0}%, \
+             other {:.0}%",
             pct(self.poll),
-            pct(self.decode),
+            pct(self.process),
             pct(self.detect),
             pct(self.ack),
             pct(other)
@@ -316,23 +319,6 @@ fn full_path(
     let mut out = Vec::new();
     let (mut n, mut rows, mut first) = (0usize, 0usize, None);
     let mut ph = Phases::default();
-    // Runs what is decoded through the detector; returns the time the detector took (taking
-    // the batch out of the decoder, which joins the messages' columns, is decoding).
-    let mut run = |dec: &mut MessageDecoder,
-                   det: &mut Detector,
-                   frontier: &mut Frontier,
-                   rows: &mut usize| {
-        let batch = dec.flush();
-        let t = Instant::now();
-        if let Some(batch) = batch {
-            *rows += batch.num_rows();
-            det.set_frontier(frontier.before_batch(now_ms()), &mut out);
-            det.push_batch(&batch, dec.interner().keys(), &mut out)
-                .expect("detector");
-            det.set_frontier(frontier.after_batch(now_ms()), &mut out);
-        }
-        t.elapsed()
-    };
     let deadline = Instant::now() + TIMEOUT;
     while n < messages {
         assert!(Instant::now() < deadline, "full path: {n} of {messages}");
@@ -348,33 +334,54 @@ fn full_path(
         };
         first.get_or_insert(t_got);
         n += d.metrics.len();
-        let lanes: Vec<u32> = src
+        let assigned: Vec<u32> = src
             .assignment()
             .iter()
             .filter(|(t, _)| t == topic)
             .filter_map(|(_, p)| u32::try_from(*p).ok())
             .collect();
-        frontier.assign(&lanes, now_ms());
-        let mut detect = Duration::ZERO;
+        frontier.assign(&assigned, now_ms());
+        let lanes: Vec<u32> = d
+            .metrics
+            .iter()
+            .map(|m| u32::try_from(m.partition).unwrap_or(0))
+            .collect();
         // Kept until the acknowledgement, as the service keeps them for dead letters.
-        let mut kept = Vec::with_capacity(d.metrics.len());
-        for m in d.metrics {
-            let payload = Payload::from_vec(m.payload);
-            dec.decode_shared(&fmt, &payload)
-                .expect("bench data is valid");
-            if let (Some((oldest, newest)), Ok(lane)) =
-                (dec.take_span(), u32::try_from(m.partition))
-            {
-                frontier.note(lane, oldest, newest, now_ms());
-            }
-            kept.push(payload);
-            if dec.is_full() {
-                detect += run(&mut dec, &mut det, &mut frontier, &mut rows);
-            }
-        }
-        let t_decoded = Instant::now();
-        detect += run(&mut dec, &mut det, &mut frontier, &mut rows);
-        ph.decode += (t_decoded - t_got).saturating_sub(detect);
+        let kept: Vec<Payload> = d
+            .metrics
+            .into_iter()
+            .map(|m| Payload::from_vec(m.payload))
+            .collect();
+        let overlap = kept.iter().map(Payload::len).sum::<usize>() >= OVERLAP_BYTES;
+        let mut detect = Duration::ZERO;
+        let known_keys = det.series_count();
+        decode_delivery(
+            Decoding {
+                decoder: &mut dec,
+                frontier: &mut frontier,
+                lanes: Some(&lanes),
+                known_keys,
+                now_ms: &now_ms,
+            },
+            &fmt,
+            &kept,
+            overlap,
+            &mut |_, outcome| {
+                assert!(outcome.is_ok(), "bench data is valid: {outcome:?}");
+            },
+            &mut |cut: Cut| -> Result<(), DetectorError> {
+                let t = Instant::now();
+                rows += cut.batch.num_rows();
+                det.add_series(&cut.new_keys);
+                det.set_frontier(cut.before, &mut out);
+                det.push_registered(&cut.batch, &mut out)?;
+                det.set_frontier(cut.after, &mut out);
+                detect += t.elapsed();
+                Ok(())
+            },
+        )
+        .expect("detector");
+        ph.process += t_got.elapsed();
         ph.detect += detect;
         let t_ack = Instant::now();
         src.ack(d.token);
@@ -429,6 +436,68 @@ fn decode_only(format: FormatKind, data: &[Sample]) -> f64 {
             }
         }
         black_box(dec.flush());
+        best = best.max(data.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// Decoding and detecting the same messages in memory (no broker), in deliveries of 8192
+/// messages or 16 MB as the source gives them, decoding inline or ahead on a second thread:
+/// samples/s (best of three), what the overlap gives when a core is free for it.
+fn in_memory(format: FormatKind, data: &[Sample], overlap: bool) -> f64 {
+    let messages: Vec<Payload> = match format {
+        FormatKind::Json => data
+            .iter()
+            .map(|s| Payload::from_vec(s.to_json_line().into_bytes()))
+            .collect(),
+        _ => data
+            .chunks(ARROW_ROWS)
+            .map(|c| Payload::from_vec(ingest::arrow_ipc::encode(c).expect("encode")))
+            .collect(),
+    };
+    let fmt = match format {
+        FormatKind::Json => ingest::format::Format::Json,
+        _ => ingest::format::Format::ArrowIpc,
+    };
+    let per_delivery = match format {
+        FormatKind::Json => 8192,
+        _ => 160,
+    };
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let mut dec = MessageDecoder::new(MessageDecoderOptions {
+            decoder: DecoderOptions {
+                now_ms: Some(T0 + 86_400_000),
+                ..DecoderOptions::default()
+            },
+            ..MessageDecoderOptions::default()
+        });
+        let mut det = Detector::new(DetectorConfig::default()).expect("detector");
+        let mut frontier = Frontier::default();
+        let mut out = Vec::new();
+        let t = Instant::now();
+        for delivery in messages.chunks(per_delivery) {
+            let known_keys = det.series_count();
+            decode_delivery(
+                Decoding {
+                    decoder: &mut dec,
+                    frontier: &mut frontier,
+                    lanes: None,
+                    known_keys,
+                    now_ms: &|| 0,
+                },
+                &fmt,
+                delivery,
+                overlap,
+                &mut |_, _| {},
+                &mut |cut: Cut| -> Result<(), DetectorError> {
+                    det.add_series(&cut.new_keys);
+                    det.push_registered(&cut.batch, &mut out)
+                },
+            )
+            .expect("detector");
+        }
+        black_box(&out);
         best = best.max(data.len() as f64 / t.elapsed().as_secs_f64());
     }
     best
@@ -524,6 +593,10 @@ fn main() {
             alerts = f.alerts;
         }
         let decode = decode_only(format, &data);
+        let (inline, ahead) = (
+            in_memory(format, &data, false),
+            in_memory(format, &data, true),
+        );
         let lo = ratio.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = ratio.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
@@ -543,10 +616,12 @@ fn main() {
         );
         notes.push(format!(
             "{name}: {} samples, {:.1} MB of payload; full path time: {}; {alerts} alert \
-             transitions",
+             transitions; decode+detect in memory: inline {}, decoding ahead {} samples/s",
             data.len(),
             bytes as f64 / 1e6,
-            phases.shares()
+            phases.shares(),
+            human(inline),
+            human(ahead)
         ));
     }
     for note in notes {

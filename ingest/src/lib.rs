@@ -7,6 +7,8 @@
 //! - [`json`]: the native JSON sample format (`spikewatch.v1`) and its push-based decoder,
 //!   `decode(&[u8])` per message then `flush() -> Option<RecordBatch>`, with typed rejections.
 //! - [`trace`]: sample lines, change events and labels of trace directories.
+//! - [`ahead`]: decodes a large delivery on a second thread while the caller runs the
+//!   detector on the batches already decoded.
 //! - [`frontier`]: how far each input (a Kafka partition) has delivered in event time, so a
 //!   consumer catching up on several partitions holds the detector's watermark for the one
 //!   furthest behind.
@@ -18,6 +20,7 @@
 //! ([`json::DecoderOptions::now_ms`]).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod ahead;
 pub mod arrow_ipc;
 pub mod format;
 pub mod frontier;

@@ -246,28 +246,16 @@ impl Worker {
                     if let Some(l) = &lanes {
                         self.pipeline.assign_lanes(&l.assigned, l.options);
                     }
-                    for (i, msg) in samples.iter().enumerate() {
-                        let before = self.pipeline.rejections.total();
-                        match lanes.as_ref().and_then(|l| l.of_sample.get(i)) {
-                            Some(&lane) => {
-                                self.pipeline.push_message_from(
-                                    lane,
-                                    &format,
-                                    msg,
-                                    &mut self.out,
-                                )?;
-                            }
-                            None => self.pipeline.push_message_as(&format, msg, &mut self.out)?,
-                        }
-                        if self.pipeline.rejections.total() > before {
-                            if let Some(reason) = self.newly_rejected() {
-                                let detail = self
-                                    .pipeline
-                                    .last_rejection()
-                                    .map_or("", |r| r.detail.as_str());
-                                source.rejected(token, i, &reason, detail)?;
-                            }
-                        }
+                    let rejected = self.pipeline.push_delivery(
+                        &format,
+                        &samples,
+                        lanes.as_ref().map(|l| l.of_sample.as_slice()),
+                        &mut self.out,
+                    )?;
+                    // Counted in /metrics by reason, then dead-lettered one by one.
+                    while self.newly_rejected().is_some() {}
+                    for (i, rej) in &rejected {
+                        source.rejected(token, *i, rej.reason.as_str(), &rej.detail)?;
                     }
                     self.pipeline.flush(&mut self.out)?;
                     self.metrics.batches.inc();
