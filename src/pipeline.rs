@@ -14,7 +14,7 @@ use detector::{
     AlertEvent, Detector, DetectorConfig, DetectorSnapshot, DetectorStats, Incident,
     IncidentConfig, IncidentSnapshot, IncidentTracker, SeriesInterner, SeriesKey,
 };
-use ingest::ahead::{decode_delivery, Cut, Decoding, OVERLAP_BYTES};
+use ingest::ahead::{decode_delivery, worth_overlapping, Cut, Decoding};
 use ingest::format::{Accepted, Format, MessageDecoder, MessageDecoderOptions, Payload};
 use ingest::frontier::{Frontier, FrontierOptions};
 use ingest::json::{DecoderOptions, RejectReason, Rejection};
@@ -187,7 +187,7 @@ impl Pipeline {
     /// detector's watermark is then held for the one furthest behind, see [`ingest::frontier`]
     /// and [`assign_lanes`](Self::assign_lanes)), or `None` for a single input.
     ///
-    /// A delivery of at least [`OVERLAP_BYTES`] payload bytes is decoded on a second thread
+    /// A large Arrow IPC delivery ([`worth_overlapping`]) is decoded on a second thread
     /// while this one runs the batches already decoded through the detector: the same batches
     /// in the same order as message by message, so the same alerts, in about the time of the
     /// slower side instead of the sum. Returns the rejected messages (index, why).
@@ -199,7 +199,7 @@ impl Pipeline {
         out: &mut Vec<AlertEvent>,
     ) -> anyhow::Result<Vec<(usize, Rejection)>> {
         self.decoder.set_now_ms(wall_now_ms());
-        let overlap = msgs.iter().map(Payload::len).sum::<usize>() >= OVERLAP_BYTES;
+        let overlap = worth_overlapping(format, msgs);
         let Self {
             decoder,
             frontier,

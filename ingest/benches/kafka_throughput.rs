@@ -29,14 +29,15 @@
 //! `cargo bench -p spikewatch-ingest --bench kafka_throughput`. Environment:
 //! `SPIKEWATCH_BENCH_SAMPLES` (default 200000 for JSON, 640000 for Arrow: about what the mock
 //! broker keeps), `SPIKEWATCH_BENCH_ROUNDS` (default 5),
-//! `SPIKEWATCH_BENCH_FORMATS` (default `json,arrow`).
+//! `SPIKEWATCH_BENCH_FORMATS` (default `json,arrow`), `SPIKEWATCH_BENCH_INLINE=1` (decode every
+//! delivery inline, as an A/B of decoding ahead).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use detector::{Detector, DetectorConfig, DetectorError};
-use ingest::ahead::{decode_delivery, Cut, Decoding, OVERLAP_BYTES};
+use ingest::ahead::{decode_delivery, worth_overlapping, Cut, Decoding};
 use ingest::format::{MessageDecoder, MessageDecoderOptions, Payload};
 use ingest::frontier::{Frontier, FrontierOptions};
 use ingest::json::{DecoderOptions, Sample};
@@ -288,6 +289,7 @@ fn full_path(
     group: &str,
     messages: usize,
 ) -> FullRun {
+    let inline = env_or("SPIKEWATCH_BENCH_INLINE", 0u8) == 1;
     let settings = KafkaSettings {
         brokers: brokers.to_owned(),
         group_id: group.to_owned(),
@@ -352,7 +354,8 @@ fn full_path(
             .into_iter()
             .map(|m| Payload::from_vec(m.payload))
             .collect();
-        let overlap = kept.iter().map(Payload::len).sum::<usize>() >= OVERLAP_BYTES;
+        // `SPIKEWATCH_BENCH_INLINE=1` decodes every delivery inline (an A/B of the overlap).
+        let overlap = worth_overlapping(&fmt, &kept) && !inline;
         let mut detect = Duration::ZERO;
         let known_keys = det.series_count();
         decode_delivery(
