@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use detector::{Detector, DetectorConfig, DetectorError};
 use ingest::ahead::{decode_delivery, worth_overlapping, Cut, Decoding};
-use ingest::format::{MessageDecoder, MessageDecoderOptions, Payload};
+use ingest::format::{Format, MessageDecoder, MessageDecoderOptions, Payload};
 use ingest::frontier::{Frontier, FrontierOptions};
 use ingest::json::{DecoderOptions, Sample};
 use ingest::kafka::{KafkaProducer, KafkaSettings, KafkaSource, MockBroker, TopicSettings};
@@ -305,13 +305,7 @@ fn full_path(
     };
     let mut src = KafkaSource::new(&settings).expect("source");
     let fmt = src.format_of(topic).cloned().expect("format");
-    let mut dec = MessageDecoder::new(MessageDecoderOptions {
-        decoder: DecoderOptions {
-            now_ms: Some(T0 + 86_400_000),
-            ..DecoderOptions::default()
-        },
-        ..MessageDecoderOptions::default()
-    });
+    let mut dec = decoder();
     let mut det = Detector::new(DetectorConfig::default()).expect("detector");
     // As the service does: each partition's event-time position holds the detector's
     // watermark, so the partitions read behind the others are not judged late.
@@ -408,29 +402,44 @@ fn full_path(
     }
 }
 
+/// The decoder every reader here uses (its clock a day past the data, so no sample is "in
+/// the future").
+fn decoder() -> MessageDecoder {
+    MessageDecoder::new(MessageDecoderOptions {
+        decoder: DecoderOptions {
+            now_ms: Some(T0 + 86_400_000),
+            ..DecoderOptions::default()
+        },
+        ..MessageDecoderOptions::default()
+    })
+}
+
+/// The samples as messages in `format` (Arrow IPC: `ARROW_ROWS` rows each), for the in-memory
+/// measures.
+fn wire(format: FormatKind, data: &[Sample]) -> (Vec<Payload>, Format) {
+    match format {
+        FormatKind::Json => (
+            data.iter()
+                .map(|s| Payload::from_vec(s.to_json_line().into_bytes()))
+                .collect(),
+            Format::Json,
+        ),
+        _ => (
+            data.chunks(ARROW_ROWS)
+                .map(|c| Payload::from_vec(ingest::arrow_ipc::encode(c).expect("encode")))
+                .collect(),
+            Format::ArrowIpc,
+        ),
+    }
+}
+
 /// Decoding alone, in memory, one thread, the same messages: samples/s (best of three passes,
 /// the machine being shared).
 fn decode_only(format: FormatKind, data: &[Sample]) -> f64 {
-    let messages: Vec<Vec<u8>> = match format {
-        FormatKind::Json => data.iter().map(|s| s.to_json_line().into_bytes()).collect(),
-        _ => data
-            .chunks(ARROW_ROWS)
-            .map(|c| ingest::arrow_ipc::encode(c).expect("encode"))
-            .collect(),
-    };
-    let fmt = match format {
-        FormatKind::Json => ingest::format::Format::Json,
-        _ => ingest::format::Format::ArrowIpc,
-    };
+    let (messages, fmt) = wire(format, data);
     let mut best = 0.0f64;
     for _ in 0..3 {
-        let mut dec = MessageDecoder::new(MessageDecoderOptions {
-            decoder: DecoderOptions {
-                now_ms: Some(T0 + 86_400_000),
-                ..DecoderOptions::default()
-            },
-            ..MessageDecoderOptions::default()
-        });
+        let mut dec = decoder();
         let t = Instant::now();
         for m in &messages {
             dec.decode(&fmt, m).expect("valid");
@@ -448,33 +457,14 @@ fn decode_only(format: FormatKind, data: &[Sample]) -> f64 {
 /// messages or 16 MB as the source gives them, decoding inline or ahead on a second thread:
 /// samples/s (best of three), what the overlap gives when a core is free for it.
 fn in_memory(format: FormatKind, data: &[Sample], overlap: bool) -> f64 {
-    let messages: Vec<Payload> = match format {
-        FormatKind::Json => data
-            .iter()
-            .map(|s| Payload::from_vec(s.to_json_line().into_bytes()))
-            .collect(),
-        _ => data
-            .chunks(ARROW_ROWS)
-            .map(|c| Payload::from_vec(ingest::arrow_ipc::encode(c).expect("encode")))
-            .collect(),
-    };
-    let fmt = match format {
-        FormatKind::Json => ingest::format::Format::Json,
-        _ => ingest::format::Format::ArrowIpc,
-    };
+    let (messages, fmt) = wire(format, data);
     let per_delivery = match format {
         FormatKind::Json => 8192,
         _ => 160,
     };
     let mut best = 0.0f64;
     for _ in 0..3 {
-        let mut dec = MessageDecoder::new(MessageDecoderOptions {
-            decoder: DecoderOptions {
-                now_ms: Some(T0 + 86_400_000),
-                ..DecoderOptions::default()
-            },
-            ..MessageDecoderOptions::default()
-        });
+        let mut dec = decoder();
         let mut det = Detector::new(DetectorConfig::default()).expect("detector");
         let mut frontier = Frontier::default();
         let mut out = Vec::new();

@@ -383,6 +383,32 @@ mod tests {
         }
     }
 
+    type Serving = (
+        Hub,
+        Metrics,
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<anyhow::Result<()>>,
+    );
+
+    /// The service's source and worker on `cfg`, once every sample is in and the API serves
+    /// exactly `want`; still running (set the flag, then join).
+    fn serve_until_replayed(cfg: &KafkaConfig, want: &Seen, want_samples: u64) -> Serving {
+        let hub = Hub::new(100_000);
+        let metrics = Metrics::new(100);
+        let source = KafkaServiceSource::new(cfg, hub.clone(), metrics.clone(), false).unwrap();
+        let w = Worker::new(DetectorConfig::default(), hub.clone(), metrics.clone()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = worker::spawn(w, Box::new(source), stop.clone()).unwrap();
+        wait("every sample", 60, || {
+            hub.read().counters.samples >= want_samples
+        });
+        wait("the same alerts as the direct replay", 10, || {
+            let got: Seen = hub.read().alerts().iter().map(|a| key(&a.event)).collect();
+            got == *want
+        });
+        (hub, metrics, stop, handle)
+    }
+
     #[test]
     fn kafka_source_gives_the_alerts_of_a_direct_replay_and_dead_letters_the_poison() {
         service_matches_replay(WireFormat::Json, "json", "malformed_json");
@@ -457,25 +483,12 @@ mod tests {
             sink.finish(Duration::from_secs(30)).unwrap();
             let (want, want_samples) = direct(TRACE);
 
-            let hub = Hub::new(100_000);
-            let metrics = Metrics::new(100);
             let cfg = KafkaConfig {
                 changes_topic: None,
                 dead_letter_topic: None,
                 ..config(&brokers, "backlog", name)
             };
-            let source =
-                KafkaServiceSource::new(&cfg, hub.clone(), metrics.clone(), false).unwrap();
-            let w = Worker::new(DetectorConfig::default(), hub.clone(), metrics.clone()).unwrap();
-            let stop = Arc::new(AtomicBool::new(false));
-            let handle = worker::spawn(w, Box::new(source), stop.clone()).unwrap();
-            wait("every sample", 60, || {
-                hub.read().counters.samples >= want_samples
-            });
-            wait("the same alerts as the direct replay", 10, || {
-                let got: Seen = hub.read().alerts().iter().map(|a| key(&a.event)).collect();
-                got == want
-            });
+            let (hub, metrics, stop, handle) = serve_until_replayed(&cfg, &want, want_samples);
             stop.store(true, Ordering::Relaxed);
             handle.join().unwrap().unwrap();
             let (text, _) = metrics.render(&hub);
@@ -528,20 +541,8 @@ mod tests {
         assert_eq!(sent.samples, want_samples);
         assert!(!want.is_empty(), "the trace has alerts");
 
-        let hub = Hub::new(100_000);
-        let metrics = Metrics::new(100);
         let cfg = config(&brokers, "svc", format_name);
-        let source = KafkaServiceSource::new(&cfg, hub.clone(), metrics.clone(), false).unwrap();
-        let w = Worker::new(DetectorConfig::default(), hub.clone(), metrics.clone()).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = worker::spawn(w, Box::new(source), stop.clone()).unwrap();
-        wait("every sample", 60, || {
-            hub.read().counters.samples >= want_samples
-        });
-        wait("the same alerts as the direct replay", 10, || {
-            let got: Seen = hub.read().alerts().iter().map(|a| key(&a.event)).collect();
-            got == want
-        });
+        let (hub, metrics, stop, handle) = serve_until_replayed(&cfg, &want, want_samples);
         wait("lag and the broker connection", 10, || {
             hub.source_up() && !hub.read().counters.kafka_lag.is_empty()
         });
