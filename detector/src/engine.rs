@@ -467,6 +467,12 @@ impl Detector {
         /* service_of */
     }
 
+    /// Samples buffered in ticks not closed yet: within the allowed lateness, or held for
+    /// inputs behind ([`set_frontier`](Self::set_frontier); at most `max_held_samples` then).
+    pub fn open_samples(&self) -> usize {
+        self.open_rows
+    }
+
     /// Newest event time seen, epoch ms.
     pub fn max_event_time(&self) -> Option<i64> {
         (self.max_ts != NONE_TS).then_some(self.max_ts)

@@ -70,6 +70,8 @@ pub struct PipelineCounters {
     pub rejected: Vec<(String, u64)>,
     pub batches: u64,
     pub tracked_series: u64,
+    /// Samples in ticks the detector has not closed yet.
+    pub open_samples: u64,
     /// Newest event time seen, epoch ms.
     pub watermark_ms: Option<i64>,
     /// Wall clock (epoch ms) when the watermark was last read.

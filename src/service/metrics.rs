@@ -391,6 +391,13 @@ impl Metrics {
         // Event time and the source.
         let c = &st.counters;
         #[allow(clippy::cast_precision_loss)]
+        out.push(gauge_family(
+            "spikewatch_detector_open_samples",
+            "Samples in ticks the detector has not closed yet (within the allowed lateness, or \
+             held for Kafka partitions read behind the others).",
+            vec![(Vec::new(), c.open_samples as f64)],
+        ));
+        #[allow(clippy::cast_precision_loss)]
         if let Some(w) = c.watermark_ms {
             out.push(gauge_family(
                 "spikewatch_event_time_watermark_seconds",

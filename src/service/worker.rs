@@ -365,10 +365,12 @@ impl Worker {
         });
         let stats = self.pipeline.stats();
         let watermark = det.max_event_time();
+        let open = det.open_samples();
         self.hub.set_series(views);
         self.hub.update_counters(|c| {
             c.samples = stats.samples;
             c.tracked_series = n as u64;
+            c.open_samples = open as u64;
             c.watermark_ms = watermark;
             c.watermark_wall_ms = Some(wall_ms());
             c.rejected = self
