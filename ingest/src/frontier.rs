@@ -115,9 +115,14 @@ impl Frontier {
     /// The lanes that may deliver from now on (a consumer's partition assignment). Lanes not
     /// listed are forgotten; new ones hold everything until they deliver or go idle.
     pub fn assign(&mut self, lanes: &[u32], now_ms: i64) {
-        let keep = |l: u32| lanes.contains(&l);
-        for (i, slot) in self.lanes.iter_mut().enumerate() {
-            if slot.is_some() && !u32::try_from(i).is_ok_and(keep) {
+        let mut listed = vec![false; self.lanes.len()];
+        for &l in lanes {
+            if let Some(x) = listed.get_mut(l as usize) {
+                *x = true;
+            }
+        }
+        for (slot, listed) in self.lanes.iter_mut().zip(listed) {
+            if !listed {
                 *slot = None;
             }
         }
