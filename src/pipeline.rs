@@ -62,6 +62,15 @@ pub struct PipelineCheckpoint {
     pub rejections: Vec<(String, u64)>,
 }
 
+/// The incident settings of [`Pipeline::new`]: the defaults, with fleet error-ratio buckets
+/// settling after the detector's allowed lateness.
+pub fn default_incidents(cfg: &DetectorConfig) -> IncidentConfig {
+    IncidentConfig {
+        settle_s: cfg.allowed_lateness_s,
+        ..IncidentConfig::default()
+    }
+}
+
 /// Decoder, detector and incident tracker wired together.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -78,10 +87,7 @@ impl Pipeline {
     /// A pipeline with the default incident settings (fleet error-ratio buckets settle after
     /// the detector's allowed lateness).
     pub fn new(cfg: DetectorConfig, batch_size: usize) -> anyhow::Result<Self> {
-        let incidents = IncidentConfig {
-            settle_s: cfg.allowed_lateness_s,
-            ..IncidentConfig::default()
-        };
+        let incidents = default_incidents(&cfg);
         Self::with_incidents(cfg, incidents, batch_size)
     }
 
@@ -120,17 +126,14 @@ impl Pipeline {
         }
     }
 
-    /// A pipeline that carries on from `cp` (the incident settings are the defaults of
-    /// [`new`](Self::new)). Refuses a checkpoint whose parts disagree.
+    /// A pipeline that carries on from `cp` under these settings. Refuses a checkpoint whose
+    /// parts disagree.
     pub fn from_checkpoint(
         cfg: DetectorConfig,
+        incident_cfg: IncidentConfig,
         cp: PipelineCheckpoint,
         batch_size: usize,
     ) -> anyhow::Result<Self> {
-        let incident_cfg = IncidentConfig {
-            settle_s: cfg.allowed_lateness_s,
-            ..IncidentConfig::default()
-        };
         if cp.series.len() != cp.detector.series_count() {
             anyhow::bail!(
                 "checkpoint holds {} series keys but detector state for {}",
@@ -465,7 +468,13 @@ mod tests {
                 let bytes = bincode::serialize(&p.checkpoint()).unwrap();
                 drop(p);
                 let cp: PipelineCheckpoint = bincode::deserialize(&bytes).unwrap();
-                p = Pipeline::from_checkpoint(DetectorConfig::default(), cp, 500).unwrap();
+                p = Pipeline::from_checkpoint(
+                    DetectorConfig::default(),
+                    default_incidents(&DetectorConfig::default()),
+                    cp,
+                    500,
+                )
+                .unwrap();
             }
             p.push_message(&line.unwrap(), &mut out).unwrap();
             updates.extend(p.take_incident_updates());
@@ -549,7 +558,13 @@ mod tests {
             ("a series listed twice", twice, "listed twice"),
             ("an unknown reject reason", unknown, "unknown reject reason"),
         ] {
-            let err = Pipeline::from_checkpoint(DetectorConfig::default(), cp, 100).unwrap_err();
+            let err = Pipeline::from_checkpoint(
+                DetectorConfig::default(),
+                default_incidents(&DetectorConfig::default()),
+                cp,
+                100,
+            )
+            .unwrap_err();
             assert!(format!("{err:#}").contains(want), "{name}: {err:#}");
         }
     }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use detector::DetectorConfig;
+use detector::{DetectorConfig, IncidentConfig};
 use ingest::prom_adapter::{PromMapping, PromMappingConfig};
 use serde::Deserialize;
 
@@ -22,6 +22,12 @@ pub struct ServiceConfig {
     pub metrics: MetricsConfig,
     pub checkpoint: CheckpointConfig,
     pub detector: DetectorConfig,
+    /// Fleet incidents: grouping, change ranking, traffic shares (`IncidentConfig`, see
+    /// docs/incidents.md). `settle_s` defaults to `detector.allowed_lateness_s`.
+    pub incidents: IncidentConfig,
+    /// Whether the file set `incidents.settle_s` (otherwise it follows the lateness).
+    #[serde(skip)]
+    pub settle_given: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -246,6 +252,7 @@ pub struct Settings {
     /// `None` when checkpointing is off or the source is the demo.
     pub checkpoint: Option<CheckpointSettings>,
     pub detector: DetectorConfig,
+    pub incidents: IncidentConfig,
 }
 
 /// Checked `[checkpoint]` settings of a Kafka service.
@@ -299,7 +306,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 impl ServiceConfig {
     /// Parses TOML text; the error names the file, line and key.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigErrors> {
-        toml::from_str(text).map_err(|e| {
+        let mut cfg: Self = toml::from_str(text).map_err(|e| {
             let msg = e.message().to_string();
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             ConfigErrors(vec![FieldError {
@@ -309,7 +316,13 @@ impl ServiceConfig {
                     origin.display()
                 ),
             }])
-        })
+        })?;
+        cfg.settle_given = text
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|t| t.get("incidents")?.get("settle_s").cloned())
+            .is_some();
+        Ok(cfg)
     }
 
     /// Reads and parses a config file.
@@ -550,6 +563,14 @@ impl ServiceConfig {
                 format!("{} ({})", e.value, e.reason),
             );
         }
+        let mut incidents = self.incidents.clone();
+        if !self.settle_given {
+            incidents.settle_s = self.detector.allowed_lateness_s;
+        }
+        if let Err(e) = incidents.clone().check() {
+            // The incident settings' errors name their section already.
+            bad(&e.field, format!("{} ({})", e.value, e.reason));
+        }
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }
@@ -570,6 +591,7 @@ impl ServiceConfig {
             series_limit: self.metrics.series_limit,
             checkpoint,
             detector: self.detector.clone(),
+            incidents,
         })
     }
 }
@@ -711,6 +733,16 @@ mod tests {
                 &["source.kafka.partition_idle_s"],
             ),
             (
+                "incident setting",
+                "[incidents]\ngroup_window_s = -1\n",
+                &["incidents.group_window_s"],
+            ),
+            (
+                "unknown incident key",
+                "[incidents]\ngroup_windw_s = 60\n",
+                &["incidents.group_windw_s"],
+            ),
+            (
                 "held samples",
                 "[detector]\nmax_held_samples = 0\n",
                 &["detector.max_held_samples"],
@@ -733,6 +765,39 @@ mod tests {
         ];
         for (name, text, want) in cases {
             assert_eq!(&fields(parse(text)), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn incident_settings_settle_after_the_lateness_unless_set() {
+        let cases: &[(&str, &str, f64, f64)] = &[
+            ("defaults", "", 120.0, 300.0),
+            (
+                "lateness moves settling",
+                "[detector]\nallowed_lateness_s = 30\n",
+                30.0,
+                300.0,
+            ),
+            (
+                "settle_s given",
+                "[detector]\nallowed_lateness_s = 30\n[incidents]\nsettle_s = 90\n",
+                90.0,
+                300.0,
+            ),
+            (
+                "another setting only",
+                "[detector]\nallowed_lateness_s = 30\n[incidents]\ngroup_window_s = 600\n",
+                30.0,
+                600.0,
+            ),
+        ];
+        for (name, text, settle, window) in cases {
+            let s = parse(text).unwrap();
+            assert_eq!(
+                (s.incidents.settle_s, s.incidents.group_window_s),
+                (*settle, *window),
+                "case {name}"
+            );
         }
     }
 

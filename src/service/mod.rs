@@ -98,7 +98,8 @@ fn make_worker(
     hub: &Hub,
     metrics: &Metrics,
 ) -> anyhow::Result<worker::Worker> {
-    let mut w = worker::Worker::new(settings.detector.clone(), hub.clone(), metrics.clone())?;
+    let mut w = worker::Worker::new(settings.detector.clone(), hub.clone(), metrics.clone())?
+        .with_incidents(settings.incidents.clone())?;
     let (Some(c), SourceSettings::Kafka(k)) = (&settings.checkpoint, &settings.source) else {
         return Ok(w);
     };

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use detector::{AlertEvent, DetectorConfig, DetectorStats};
+use detector::{AlertEvent, DetectorConfig, DetectorStats, IncidentConfig};
 use serde::{Deserialize, Serialize};
 
 use super::hub::{wall_ms, Hub, HubExport};
 use super::metrics::Metrics;
 use super::source::{Delivery, Source};
-use crate::pipeline::{Pipeline, PipelineCheckpoint};
+use crate::pipeline::{default_incidents, Pipeline, PipelineCheckpoint};
 
 /// Rows per Arrow batch in the service (a delivery is flushed as soon as it is decoded, so this
 /// only bounds batch size for large deliveries).
@@ -129,6 +129,7 @@ pub struct Checkpointing {
 #[derive(Debug)]
 pub struct Worker {
     cfg: DetectorConfig,
+    incidents: IncidentConfig,
     hub: Hub,
     metrics: Metrics,
     pipeline: Pipeline,
@@ -147,6 +148,7 @@ impl Worker {
     pub fn new(cfg: DetectorConfig, hub: Hub, metrics: Metrics) -> anyhow::Result<Self> {
         let pipeline = Pipeline::new(cfg.clone(), BATCH_ROWS)?;
         Ok(Self {
+            incidents: default_incidents(&cfg),
             cfg,
             hub,
             metrics,
@@ -161,6 +163,13 @@ impl Worker {
         })
     }
 
+    /// Fleet incidents under these settings (`[incidents]`) instead of the defaults.
+    pub fn with_incidents(mut self, incidents: IncidentConfig) -> anyhow::Result<Self> {
+        self.pipeline = Pipeline::with_incidents(self.cfg.clone(), incidents.clone(), BATCH_ROWS)?;
+        self.incidents = incidents;
+        Ok(self)
+    }
+
     /// Checkpoint every `c.interval` (after a processed delivery) and on a graceful stop.
     #[must_use]
     pub fn with_checkpoints(mut self, c: Checkpointing) -> Self {
@@ -171,7 +180,12 @@ impl Worker {
 
     /// Carries on from a checkpoint: the pipeline's state, the alert history and incidents.
     pub fn resume(&mut self, cp: CheckpointFile) -> anyhow::Result<()> {
-        self.pipeline = Pipeline::from_checkpoint(self.cfg.clone(), cp.pipeline, BATCH_ROWS)?;
+        self.pipeline = Pipeline::from_checkpoint(
+            self.cfg.clone(),
+            self.incidents.clone(),
+            cp.pipeline,
+            BATCH_ROWS,
+        )?;
         self.hub
             .restore(cp.hub)
             .context("restoring incidents from the checkpoint")?;
@@ -269,7 +283,11 @@ impl Worker {
                 Some(Delivery::Restart { name }) => {
                     self.pipeline.finish(&mut self.out)?;
                     self.publish();
-                    self.pipeline = Pipeline::new(self.cfg.clone(), BATCH_ROWS)?;
+                    self.pipeline = Pipeline::with_incidents(
+                        self.cfg.clone(),
+                        self.incidents.clone(),
+                        BATCH_ROWS,
+                    )?;
                     self.stats_seen = DetectorStats::default();
                     self.rejected_seen.clear();
                     self.hub.update_counters(|c| c.source = name);
@@ -466,5 +484,28 @@ mod tests {
             );
         }
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn incident_settings_are_used_and_kept_when_resuming() {
+        let inc = IncidentConfig {
+            group_window_s: 42.0,
+            max_candidates: 3,
+            ..IncidentConfig::default()
+        };
+        let mut w = Worker::new(DetectorConfig::default(), Hub::new(10), Metrics::new(10))
+            .unwrap()
+            .with_incidents(inc.clone())
+            .unwrap();
+        assert_eq!(w.pipeline.incidents().config(), &inc);
+        w.resume(sample_checkpoint()).unwrap();
+        assert_eq!(w.pipeline.incidents().config(), &inc, "after resuming");
+        assert_eq!(w.pipeline.checkpoint().series.len(), 1, "state resumed");
+        let bad = IncidentConfig {
+            group_window_s: -1.0,
+            ..IncidentConfig::default()
+        };
+        let w = Worker::new(DetectorConfig::default(), Hub::new(10), Metrics::new(10)).unwrap();
+        assert!(w.with_incidents(bad).is_err());
     }
 }
