@@ -4,7 +4,8 @@
 //! Each iteration is one 10 s tick of 100k samples (one per series) with every detector kind
 //! on; the detector is warmed up first so the candidate path is live. Data is seeded: a steady
 //! fleet (the headline figure) and a volatile one whose noise keeps many rows in the candidate
-//! pass (see [`Fleet`]).
+//! pass (see [`Fleet`]). `detect_all_kinds_partition_bursts` delivers the steady fleet as a
+//! consumer catching up on 16 Kafka partitions reads it (see [`partition_bursts`]).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -278,7 +279,71 @@ fn bench(c: &mut Criterion) {
             });
         });
     }
+
+    // A consumer catching up on a backlog of partitions (see `partition_bursts`): one
+    // iteration is `BURST` ticks of every series, so its throughput counts `BURST` times as
+    // many samples.
+    group.throughput(Throughput::Elements(BURST as u64 * u64::from(series())));
+    group.bench_function("detect_all_kinds_partition_bursts", |b| {
+        let mut det = Detector::new(DetectorConfig::default()).expect("config");
+        let mut out = Vec::new();
+        let mut tick = 1;
+        let round = |det: &mut Detector, tick: &mut i64, out: &mut Vec<_>| {
+            let bursts = partition_bursts(&steady, *tick);
+            let start = Instant::now();
+            // Until the round's last partition is read, the oldest partition position is the
+            // tick before the round: the hold the service's frontier would set.
+            det.set_frontier(Some(T0 + (*tick - 1) * STEP_MS), out);
+            for burst in &bursts {
+                det.push_batch(black_box(burst), &keys, out).expect("push");
+            }
+            *tick += BURST as i64;
+            det.set_frontier(Some(T0 + (*tick - 1) * STEP_MS), out);
+            out.clear();
+            start.elapsed()
+        };
+        // Warm up past the detector's warm-up period so the candidate path is live.
+        while tick <= 100 {
+            round(&mut det, &mut tick, &mut out);
+        }
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| round(&mut det, &mut tick, &mut out))
+                .sum()
+        });
+    });
     group.finish();
+}
+
+/// Partitions of the `partition_bursts` bench, and the ticks each partition's burst covers.
+const PARTITIONS: u32 = 16;
+const BURST: usize = 8;
+
+/// `BURST` ticks from `tick` on, as a consumer catching up on `PARTITIONS` partitions reads
+/// them: one batch per partition (the series `s` with `s % PARTITIONS == p`), holding that
+/// partition's `BURST` ticks, the partitions in turn.
+fn partition_bursts(payloads: &[Payload], tick: i64) -> Vec<RecordBatch> {
+    let ticks: Vec<RecordBatch> = (0..BURST as i64)
+        .map(|k| tick_batch(&payloads[(tick + k) as usize % VARIANTS], tick + k))
+        .collect();
+    (0..PARTITIONS)
+        .map(|p| {
+            let rows = UInt32Array::from_iter_values((p..series()).step_by(PARTITIONS as usize));
+            let parts: Vec<RecordBatch> = ticks
+                .iter()
+                .map(|b| {
+                    let cols = b
+                        .columns()
+                        .iter()
+                        .map(|c| arrow_select::take::take(c.as_ref(), &rows, None))
+                        .collect::<Result<Vec<_>, _>>()
+                        .expect("take");
+                    RecordBatch::try_new(b.schema(), cols).expect("schema")
+                })
+                .collect();
+            arrow_select::concat::concat_batches(&schema::sample_schema(), &parts).expect("concat")
+        })
+        .collect()
 }
 
 criterion_group!(benches, bench);
