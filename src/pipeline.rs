@@ -14,7 +14,7 @@ use detector::{
     AlertEvent, Detector, DetectorConfig, DetectorSnapshot, DetectorStats, Incident,
     IncidentConfig, IncidentSnapshot, IncidentTracker, SeriesInterner, SeriesKey,
 };
-use ingest::ahead::{decode_delivery, worth_overlapping, Cut, Decoding};
+use ingest::ahead::{decode_delivery, take_cut, worth_overlapping, Cut, Decoding};
 use ingest::format::{Accepted, Format, MessageDecoder, MessageDecoderOptions, Payload};
 use ingest::frontier::{Frontier, FrontierOptions};
 use ingest::json::{DecoderOptions, RejectReason, Rejection};
@@ -69,6 +69,29 @@ pub fn default_incidents(cfg: &DetectorConfig) -> IncidentConfig {
         settle_s: cfg.allowed_lateness_s,
         ..IncidentConfig::default()
     }
+}
+
+/// Runs one batch through the incident tracker and the detector, the watermark held as the cut
+/// says while the detector reads it and after; alert transitions are appended to `out`.
+fn run_cut(
+    detector: &mut Detector,
+    incidents: &mut IncidentTracker,
+    cut: &Cut,
+    out: &mut Vec<AlertEvent>,
+) -> anyhow::Result<()> {
+    detector.add_series(&cut.new_keys);
+    incidents.add_series(&cut.new_keys);
+    incidents
+        .observe_registered(&cut.batch)
+        .context("incident tracker rejected a batch")?;
+    let start = out.len();
+    detector.set_frontier(cut.before, out);
+    detector
+        .push_registered(&cut.batch, out)
+        .context("detector rejected a batch")?;
+    detector.set_frontier(cut.after, out);
+    incidents.on_alerts(&mut out[start..]);
+    Ok(())
 }
 
 /// Decoder, detector and incident tracker wired together.
@@ -221,21 +244,7 @@ impl Pipeline {
                 rejected.push((i, rej.clone()));
             }
         };
-        let mut consume = |cut: Cut| -> anyhow::Result<()> {
-            detector.add_series(&cut.new_keys);
-            incidents.add_series(&cut.new_keys);
-            incidents
-                .observe_registered(&cut.batch)
-                .context("incident tracker rejected a batch")?;
-            let start = out.len();
-            detector.set_frontier(cut.before, out);
-            detector
-                .push_registered(&cut.batch, out)
-                .context("detector rejected a batch")?;
-            detector.set_frontier(cut.after, out);
-            incidents.on_alerts(&mut out[start..]);
-            Ok(())
-        };
+        let mut consume = |cut: Cut| run_cut(detector, incidents, &cut, out);
         decode_delivery(
             Decoding {
                 decoder,
@@ -283,19 +292,12 @@ impl Pipeline {
         // A long-running service moves the future-timestamp check's "now" along.
         let now = wall_now_ms();
         self.decoder.set_now_ms(now);
-        let start = out.len();
-        if let Some(batch) = self.decoder.flush() {
-            let keys = self.decoder.interner().keys();
-            self.incidents
-                .observe_batch(&batch, keys)
-                .context("incident tracker rejected a batch")?;
-            self.detector
-                .set_frontier(self.frontier.before_batch(now), out);
-            self.detector
-                .push_batch(&batch, keys, out)
-                .context("detector rejected a batch")?;
+        let known_keys = self.detector.series_count();
+        if let Some(cut) = take_cut(&mut self.decoder, &mut self.frontier, known_keys, now) {
+            return run_cut(&mut self.detector, &mut self.incidents, &cut, out);
         }
-        // Also when nothing came: a lane gone idle may release the ticks it held.
+        // Nothing came: a lane gone idle may still release the ticks it held.
+        let start = out.len();
         self.detector
             .set_frontier(self.frontier.after_batch(now), out);
         self.incidents.on_alerts(&mut out[start..]);

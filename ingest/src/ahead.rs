@@ -45,6 +45,32 @@ pub struct Cut {
     pub after: Option<i64>,
 }
 
+/// The rows `decoder` has buffered as a cut, or `None` when it has none: the keys interned
+/// beyond the first `known_keys` (which the consumer holds), and the holds from `frontier`
+/// (its lanes' rows in the batch count as delivered afterwards).
+pub fn take_cut(
+    decoder: &mut MessageDecoder,
+    frontier: &mut Frontier,
+    known_keys: usize,
+    now_ms: i64,
+) -> Option<Cut> {
+    let batch = decoder.flush()?;
+    let new_keys = decoder
+        .interner()
+        .keys()
+        .get(known_keys..)
+        .unwrap_or_default()
+        .to_vec();
+    let before = frontier.before_batch(now_ms);
+    let after = frontier.after_batch(now_ms);
+    Some(Cut {
+        batch,
+        new_keys,
+        before,
+        after,
+    })
+}
+
 /// What [`decode_delivery`] works with, on the decoding side.
 #[allow(missing_debug_implementations)]
 pub struct Decoding<'a> {
@@ -106,21 +132,11 @@ fn run_decoding(
         now_ms,
     } = d;
     let mut cut = |decoder: &mut MessageDecoder, frontier: &mut Frontier| -> bool {
-        let Some(batch) = decoder.flush() else {
+        let Some(cut) = take_cut(decoder, frontier, known_keys, now_ms()) else {
             return true;
         };
-        let keys = decoder.interner().keys();
-        let new_keys = keys.get(known_keys..).unwrap_or_default().to_vec();
-        known_keys = known_keys.max(keys.len());
-        let now = now_ms();
-        let before = frontier.before_batch(now);
-        let after = frontier.after_batch(now);
-        emit(Cut {
-            batch,
-            new_keys,
-            before,
-            after,
-        })
+        known_keys += cut.new_keys.len();
+        emit(cut)
     };
     for (i, msg) in msgs.iter().enumerate() {
         let outcome = decoder.decode_shared(format, msg);

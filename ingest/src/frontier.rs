@@ -104,10 +104,6 @@ impl Frontier {
         }
     }
 
-    pub fn options(&self) -> FrontierOptions {
-        self.opts
-    }
-
     pub fn set_options(&mut self, opts: FrontierOptions) {
         self.opts = opts;
     }
