@@ -186,12 +186,20 @@ struct Block<'a> {
 /// (about 350 bytes per row).
 const BLOCK_ROWS: usize = 2048;
 
+/// Rows `Detector::open_run` checks at once when their series ids are consecutive.
+const RUN_CHUNK: usize = 64;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tick {
     ts: i64,
     rows: Rows,
     /// Rows from series that reported in the previous closed tick.
     hits: usize,
+    /// The `Detector::expected_gen` that `hits` was counted against (a tick behind the front
+    /// can have been counted against an older expected set; it is recounted when it becomes
+    /// the front). Not in snapshots: a restored tick is recounted.
+    #[serde(skip)]
+    counted_gen: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +258,9 @@ pub struct Detector {
     /// Reported in the previous closed tick (for early tick closing).
     expected: Vec<bool>,
     expected_count: usize,
+    /// Changes whenever `expected` does (see `Tick::counted_gen`); never 0, the generation of
+    /// restored ticks.
+    expected_gen: u64,
     pending: VecDeque<Tick>,
     /// Rows buffered in `pending`.
     open_rows: usize,
@@ -347,6 +358,7 @@ impl Detector {
             newest_buffered: Vec::new(),
             expected: Vec::new(),
             expected_count: 0,
+            expected_gen: 1,
             pending: VecDeque::new(),
             open_rows: 0,
             spare_rows: Vec::new(),
@@ -659,7 +671,38 @@ impl Detector {
         let need = self.expected_count;
         let mut hits = self.pending[pos].hits;
         let mut end = start;
-        for (&s, &t) in sids[start..].iter().zip(&tss[start..]) {
+        // Whole chunks of consecutive series ids (a fleet reporting in a stable order) at once:
+        // their buffered times are one slice, and no id can repeat within the chunk.
+        while let (Some(cs), Some(ct)) = (
+            sids.get(end..end + RUN_CHUNK),
+            tss.get(end..end + RUN_CHUNK),
+        ) {
+            let first = cs[0] as usize;
+            let consecutive = cs
+                .iter()
+                .zip(first..)
+                .fold(true, |ok, (&s, want)| ok & (s as usize == want));
+            let Some(nb) = self.newest_buffered.get_mut(first..first + RUN_CHUNK) else {
+                break;
+            };
+            if !consecutive
+                || !ct.iter().fold(true, |ok, &t| ok & (t == ts))
+                || nb.iter().fold(i64::MIN, |m, &b| m.max(b)) >= ts
+            {
+                break;
+            }
+            let chunk_hits = self.expected[first..first + RUN_CHUNK]
+                .iter()
+                .map(|&e| usize::from(e))
+                .sum::<usize>();
+            if front && need > 0 && hits + chunk_hits >= need {
+                break; // the front tick completes within the chunk: row by row below
+            }
+            nb.fill(ts);
+            hits += chunk_hits;
+            end += RUN_CHUNK;
+        }
+        for (&s, &t) in sids[end..].iter().zip(&tss[end..]) {
             let s = s as usize;
             if t != ts || self.newest_buffered[s] >= ts {
                 break;
@@ -734,6 +777,7 @@ impl Detector {
                         ts: r.ts,
                         rows,
                         hits: 0,
+                        counted_gen: self.expected_gen,
                     },
                 );
                 at
@@ -799,23 +843,32 @@ impl Detector {
         self.closed_ts = self.closed_ts.max(tick.ts);
         self.process(tick.ts, &tick.rows, true, out);
         // The set of series expected in the next tick is the set that reported in this one.
-        for &s in &self.prev_sids {
-            self.expected[s as usize] = false;
+        // Usually that is the same series in the same order as the tick before, and then the
+        // expected set stands as it is.
+        if tick.rows.sid != self.prev_sids {
+            for &s in &self.prev_sids {
+                self.expected[s as usize] = false;
+            }
+            for &s in &tick.rows.sid {
+                self.expected[s as usize] = true;
+            }
+            self.expected_count = tick.rows.len();
+            self.prev_sids.clear();
+            self.prev_sids.extend_from_slice(&tick.rows.sid);
+            self.expected_gen += 1;
         }
-        for &s in &tick.rows.sid {
-            self.expected[s as usize] = true;
-        }
-        self.expected_count = tick.rows.len();
-        self.prev_sids.clear();
-        self.prev_sids.extend_from_slice(&tick.rows.sid);
-        // Recount the next tick's hits against the new expected set.
+        // The next tick's hits, against the expected set (unless they were counted against
+        // this very set).
         if let Some(next) = self.pending.front_mut() {
-            next.hits = next
-                .rows
-                .sid
-                .iter()
-                .filter(|&&s| self.expected[s as usize])
-                .count();
+            if next.counted_gen != self.expected_gen {
+                next.hits = next
+                    .rows
+                    .sid
+                    .iter()
+                    .filter(|&&s| self.expected[s as usize])
+                    .count();
+                next.counted_gen = self.expected_gen;
+            }
         }
         tick.rows.clear();
         self.spare_rows.push(tick.rows);
@@ -836,7 +889,11 @@ impl Detector {
         // scatter back.
         let contiguous_from = |sid: &[u32]| {
             let base = sid.first().map_or(0, |&s| s as usize);
-            let yes = sid.iter().enumerate().all(|(i, &s)| s as usize == base + i);
+            // (A fold, not `all`: without the early exit the comparison vectorises.)
+            let yes = sid
+                .iter()
+                .zip(base..)
+                .fold(true, |ok, (&s, want)| ok & (s as usize == want));
             (base, yes)
         };
         let (mut base, mut contiguous) = contiguous_from(&rows.sid);
@@ -930,16 +987,25 @@ impl Detector {
         for (i, &sid) in rows.sid.iter().enumerate() {
             debug_assert_eq!(self.flags.attn[i], self.needs_attention(sid as usize));
         }
-        for (i, &sid) in rows.sid.iter().enumerate() {
-            let attn = self.flags.attn[i];
-            if attn == 0 {
+        // Most rows have nothing flagged: skip them 64 at a time.
+        const SCAN: usize = 64;
+        for c in (0..rows.len()).step_by(SCAN) {
+            let e = (c + SCAN).min(rows.len());
+            if self.flags.attn[c..e].iter().fold(0, |acc, &a| acc | a) == 0 {
                 continue;
             }
-            let from = self.tick_events.len();
-            self.evaluate_row(i, sid, attn, ts, rows);
-            if !full {
-                // Late samples, evaluated together but reported one by one in arrival order.
-                self.tick_events[from..].sort_by(event_order);
+            for (i, &sid) in rows.sid.iter().enumerate().take(e).skip(c) {
+                let attn = self.flags.attn[i];
+                if attn == 0 {
+                    continue;
+                }
+                let from = self.tick_events.len();
+                self.evaluate_row(i, sid, attn, ts, rows);
+                if !full {
+                    // Late samples, evaluated together but reported one by one in arrival
+                    // order.
+                    self.tick_events[from..].sort_by(event_order);
+                }
             }
         }
         if full {
