@@ -937,11 +937,13 @@ impl Detector {
         if full {
             self.svc_rate.iter_mut().for_each(|v| *v = 0.0);
             self.svc_lvl.iter_mut().for_each(|v| *v = 0.0);
+            let (rate, lvl, service_of) = (&self.st.s_rate, &self.st.s_lvl, &self.service_of);
+            let (svc_rate, svc_lvl) = (&mut self.svc_rate, &mut self.svc_lvl);
             for &s in &rows.sid {
                 let s = s as usize;
-                let svc = self.service_of[s] as usize;
-                self.svc_rate[svc] += f64::from(self.st.s_rate[s]);
-                self.svc_lvl[svc] += f64::from(self.st.s_lvl[s]);
+                let svc = service_of[s] as usize;
+                svc_rate[svc] += f64::from(rate[s]);
+                svc_lvl[svc] += f64::from(lvl[s]);
             }
             // A service's own total is the reference: per-cluster baselines can be stale (frozen
             // by an incident, or raised by a long surge) while users' demand is not.
@@ -1298,7 +1300,7 @@ impl Detector {
             &st.last_ts,
             &mut due,
         );
-        let hits: Vec<usize> = if due.iter().any(|&d| d != 0) {
+        let hits: Vec<usize> = if due.iter().fold(0, |acc, &d| acc | d) != 0 {
             (0..due.len()).filter(|&s| due[s] != 0).collect()
         } else {
             Vec::new()
@@ -1629,15 +1631,24 @@ fn prepare(
         &mut sc.fast_a[r.clone()],
         &sc.seen[r],
     );
-    for (i, w) in warm.iter_mut().enumerate() {
-        let dt = rows.dt[i];
-        if interval[i] != dt {
-            // The interval changed (or this is the series' first sample): new EWMA weights.
-            interval[i] = dt;
-            alpha[i] = to_f(1.0 - (-f64::from(dt) / hl * std::f64::consts::LN_2).exp());
-            fast_a[i] = kernels::fast_alpha(dt);
+    let n = warm.len();
+    let (dt, interval, seen) = (&rows.dt[..n], &mut interval[..n], &seen[..n]);
+    // Warm-up flags, and whether any row's interval changed, in one loop that vectorises; the
+    // rare change (a series' first sample, or a new interval) is applied after it.
+    let mut changed = false;
+    for i in 0..n {
+        changed |= interval[i] != dt[i];
+        warm[i] = if seen[i] * dt[i] >= warmup { 1.0 } else { 0.0 };
+    }
+    if changed {
+        for i in 0..n {
+            if interval[i] != dt[i] {
+                // New EWMA weights for the interval.
+                interval[i] = dt[i];
+                alpha[i] = to_f(1.0 - (-f64::from(dt[i]) / hl * std::f64::consts::LN_2).exp());
+                fast_a[i] = kernels::fast_alpha(dt[i]);
+            }
         }
-        *w = if seen[i] * dt >= warmup { 1.0 } else { 0.0 };
     }
 }
 

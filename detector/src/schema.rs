@@ -89,8 +89,14 @@ pub(crate) fn series_ids(
     known: usize,
 ) -> Result<&PrimitiveArray<UInt32Type>, DetectorError> {
     let sid = column::<UInt32Type>(batch, SERIES_ID)?;
-    if let Some(&bad) = sid.values().iter().find(|&&s| s as usize >= known) {
-        return Err(DetectorError::UnknownSeries { id: bad, known });
+    // The largest id first (a fold vectorises; a search for the first bad one does not).
+    let top = sid.values().iter().fold(0, |m: u32, &s| m.max(s));
+    if !sid.values().is_empty() && top as usize >= known {
+        let bad = sid.values().iter().find(|&&s| s as usize >= known);
+        return Err(DetectorError::UnknownSeries {
+            id: bad.copied().unwrap_or(top),
+            known,
+        });
     }
     Ok(sid)
 }

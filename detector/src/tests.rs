@@ -9,7 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution, Poisson};
 
 use crate::schema::sample_schema;
-use crate::{AlertEvent, AlertKind, AlertState, Detector, DetectorConfig, SeriesKey};
+use crate::{
+    AlertEvent, AlertKind, AlertState, Detector, DetectorConfig, DetectorError, SeriesKey,
+};
 
 /// One synthetic sample.
 #[derive(Debug, Clone, Copy, Default)]
@@ -671,6 +673,75 @@ fn samples_beyond_the_allowed_lateness_are_counted_not_evaluated() {
     assert_eq!(d.stats().processed, 100);
     d.finish(&mut out);
     assert_eq!(d.stats().processed, 100);
+}
+
+#[test]
+fn a_tick_buffered_under_an_older_expected_set_is_recounted_before_it_can_close_early() {
+    // Three ticks wait behind a missing series, each with two rows counted against the three
+    // series expected then. The first closes by the watermark and the expected set shrinks to
+    // its two series; the second is then complete and closes; the third has one of the two
+    // (and one series no longer expected), so it must stay open for the other.
+    let keys = keys(3, 1);
+    let at = |sid: u32, tick: i64| S {
+        sid,
+        ts: T0 + tick * STEP,
+        interval_ms: 10_000,
+        req: 100,
+        err: 1,
+        ..S::default()
+    };
+    let mut d = Detector::new(DetectorConfig::default()).unwrap();
+    let mut out = Vec::new();
+    d.push_batch(&batch(&[at(0, 0), at(1, 0), at(2, 0)]), &keys, &mut out)
+        .unwrap();
+    d.advance_to(T0 + 13 * STEP, &mut out);
+    assert_eq!(d.stats().ticks, 1, "tick 0 closed by the watermark");
+    let waiting = [
+        at(0, 14),
+        at(1, 14),
+        at(0, 15),
+        at(1, 15),
+        at(0, 16),
+        at(2, 16),
+    ];
+    d.push_batch(&batch(&waiting), &keys, &mut out).unwrap();
+    assert_eq!(d.stats().ticks, 1, "all three wait for series 2");
+    d.advance_to(T0 + 27 * STEP, &mut out);
+    assert_eq!(
+        d.stats().ticks,
+        3,
+        "tick 14 by the watermark, tick 15 complete"
+    );
+    d.push_batch(&batch(&[at(1, 16)]), &keys, &mut out).unwrap();
+    assert_eq!(d.stats().ticks, 4, "tick 16 complete");
+    assert_eq!((d.stats().folded_late, d.stats().too_late), (0, 0));
+}
+
+#[test]
+fn a_batch_naming_an_unregistered_series_is_refused_naming_it() {
+    let keys = keys(3, 1);
+    let rows: Vec<S> = [0, 2, 7, 1, 9]
+        .iter()
+        .map(|&sid| S {
+            sid,
+            ts: T0,
+            interval_ms: 10_000,
+            req: 10,
+            ..S::default()
+        })
+        .collect();
+    let mut d = Detector::new(DetectorConfig::default()).unwrap();
+    let err = d
+        .push_batch(&batch(&rows), &keys, &mut Vec::new())
+        .unwrap_err();
+    assert!(
+        matches!(err, DetectorError::UnknownSeries { id: 7, known: 3 }),
+        "{err}"
+    );
+    assert_eq!(d.stats().samples, 0, "nothing of the batch is taken");
+    d.push_batch(&batch(&rows[..2]), &keys, &mut Vec::new())
+        .unwrap();
+    assert_eq!(d.stats().samples, 2);
 }
 
 #[test]
