@@ -1137,3 +1137,135 @@ fn a_frontier_that_never_moves_holds_no_more_than_max_held_samples() {
         assert!(d.stats().ticks >= 200 - 13, "{:?}", d.stats());
     }
 }
+
+#[test]
+fn a_flapping_config_pages_once_and_resolves_after_it_settles() {
+    // A config pushed and rolled back over and over: series 0 fails for `bad` ticks of every
+    // `period`, for 120 ticks (20 minutes). One alert, firing from the first failing tick,
+    // and resolved only once the flapping has stopped: not a page per flap.
+    let flapping = ONSET..ONSET + 120;
+    for (bad, period) in [(1, 3), (2, 6), (3, 12), (6, 30)] {
+        let rows = simulate(4, ONSET + 400, 7, move |s, t| Shape {
+            err: if s == 0 && (ONSET..ONSET + 120).contains(&t) && (t - ONSET) % period < bad {
+                0.3
+            } else {
+                0.002
+            },
+            ..Shape::default()
+        });
+        let events = run(&keys(4, 4), &rows);
+        let name = format!("{bad} bad ticks of every {period}");
+        assert_eq!(events.len(), 2, "{name}: {events:#?}");
+        let (fire, resolve) = (&events[0], &events[1]);
+        assert_eq!(
+            (fire.kind, fire.state, fire.cluster.as_str()),
+            (AlertKind::ErrorRateSpike, AlertState::Firing, "c0"),
+            "{name}"
+        );
+        assert!(
+            (ONSET..=ONSET + 1).contains(&tick_of(fire.detected_at)),
+            "{name}"
+        );
+        assert_eq!(
+            (resolve.id.as_str(), resolve.state),
+            (fire.id.as_str(), AlertState::Resolved),
+            "{name}"
+        );
+        let resolved = tick_of(resolve.resolved_at.unwrap_or(i64::MIN));
+        assert!(
+            resolved >= flapping.end,
+            "{name}: resolved at tick {resolved}"
+        );
+    }
+}
+
+#[test]
+fn a_region_going_dark_is_reported_on_each_of_its_series_and_nowhere_else() {
+    // Two regions of two clusters, three services each. At ONSET region r2 goes dark for 60
+    // ticks, in one of four ways.
+    let keys: Vec<SeriesKey> = (0..12u32)
+        .map(|i| SeriesKey {
+            cluster: format!("c{}", i / 3),
+            service: format!("svc{}", i % 3),
+            region: Some(if i < 6 { "r1" } else { "r2" }.into()),
+        })
+        .collect();
+    let dark = |s: u32, t: i64| s >= 6 && (ONSET..ONSET + 60).contains(&t);
+    struct Way {
+        name: &'static str,
+        shape: Box<dyn Fn(u32, i64) -> Shape>,
+        /// The kinds every r2 series must fire, by tick ONSET + 2 at the latest.
+        want: &'static [AlertKind],
+    }
+    let ways = [
+        Way {
+            name: "its telemetry stops",
+            shape: Box::new(move |s, t| Shape {
+                present: !dark(s, t),
+                ..Shape::default()
+            }),
+            want: &[AlertKind::TelemetryAbsent],
+        },
+        Way {
+            name: "it reports no traffic, and no other region takes it",
+            shape: Box::new(move |s, t| Shape {
+                req: if dark(s, t) { 0.0 } else { 1000.0 },
+                ..Shape::default()
+            }),
+            want: &[AlertKind::SuccessDrop],
+        },
+        Way {
+            name: "every request in it fails",
+            shape: Box::new(move |s, t| Shape {
+                err: if dark(s, t) { 1.0 } else { 0.002 },
+                ..Shape::default()
+            }),
+            want: &[AlertKind::ErrorRateSpike, AlertKind::SuccessDrop],
+        },
+        Way {
+            name: "drained: r1 serves its traffic (a move, not a loss)",
+            shape: Box::new(move |s, t| Shape {
+                req: if dark(s, t) {
+                    0.0
+                } else if (ONSET..ONSET + 60).contains(&t) {
+                    2000.0
+                } else {
+                    1000.0
+                },
+                ..Shape::default()
+            }),
+            want: &[],
+        },
+    ];
+    for way in ways {
+        let rows = simulate(12, ONSET + 200, 9, &way.shape);
+        let events = run(&keys, &rows);
+        let fired = firing(&events);
+        for k in &keys[6..] {
+            for &kind in way.want {
+                let hit = fired
+                    .iter()
+                    .find(|e| e.kind == kind && e.cluster == k.cluster && e.service == k.service);
+                let Some(hit) = hit else {
+                    panic!("{}: no {kind} on {k:?}: {events:#?}", way.name)
+                };
+                let t = tick_of(hit.detected_at);
+                assert!(
+                    (ONSET..=ONSET + 2).contains(&t),
+                    "{}: {kind} at {t}",
+                    way.name
+                );
+            }
+        }
+        for e in &fired {
+            assert!(
+                e.region.as_deref() == Some("r2") && way.want.contains(&e.kind),
+                "{}: unexpected {} on {}/{}",
+                way.name,
+                e.kind,
+                e.cluster,
+                e.service
+            );
+        }
+    }
+}
