@@ -46,6 +46,12 @@ pub struct DetectorStats {
     pub ticks: u64,
     /// Per-cluster success drops not paged because the service's total was conserved.
     pub moves_suppressed: u64,
+    /// Ticks closed before the watermark allowed, because the samples held for inputs read
+    /// behind ([`Detector::set_frontier`]) passed `max_held_samples`. A sample of such a tick
+    /// arriving afterwards is folded in late or counted too late. Not in snapshots (checkpoints
+    /// keep their format): counted from the detector's start.
+    #[serde(skip)]
+    pub forced_closes: u64,
 }
 
 /// One sample as buffered while its tick is open.
@@ -829,6 +835,9 @@ impl Detector {
                 self.frontier < self.max_ts && self.open_rows as u64 > self.p.cfg.max_held_samples;
             if !(by_watermark || complete || over) {
                 return;
+            }
+            if !(by_watermark || complete) {
+                self.stats.forced_closes += 1;
             }
             if let Some(tick) = self.pending.pop_front() {
                 self.close(tick, out);

@@ -1132,6 +1132,8 @@ fn a_frontier_that_never_moves_holds_no_more_than_max_held_samples() {
             assert!(open <= limit + per_tick, "limit {limit}: {s:?}");
             assert!(open + per_tick > limit, "closed no more than needed: {s:?}");
         }
+        // Only the limit closed ticks, and each is counted.
+        assert_eq!(s.forced_closes, s.ticks, "limit {limit}: {s:?}");
         // The frontier lifted, the watermark closes what lateness allows.
         d.set_frontier(None, &mut out);
         assert!(d.stats().ticks >= 200 - 13, "{:?}", d.stats());

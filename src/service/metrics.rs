@@ -23,6 +23,8 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     /// Accepted samples the detector did not judge, by reason.
     pub skipped: IntCounterVec,
+    /// Ticks the detector closed early to stay within `max_held_samples`.
+    pub forced_closes: IntCounter,
     pub batches: IntCounter,
     pub batch_seconds: Histogram,
     pub detection_delay: HistogramVec,
@@ -65,6 +67,11 @@ impl Metrics {
                 "Accepted samples the detector did not judge: `duplicate` (a (series, ts) \
                  already seen) or `too_late` (older than the watermark allows).",
                 &["reason"],
+            ),
+            forced_closes: counter(
+                "spikewatch_detector_forced_tick_closes_total",
+                "Ticks closed before the watermark allowed because the samples held for Kafka \
+                 partitions read behind passed `[detector] max_held_samples`.",
             ),
             batches: counter(
                 "spikewatch_batches_total",
@@ -122,6 +129,7 @@ impl Metrics {
             Box::new(m.samples.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.rejected.clone()),
             Box::new(m.skipped.clone()),
+            Box::new(m.forced_closes.clone()),
             Box::new(m.batches.clone()),
             Box::new(m.batch_seconds.clone()),
             Box::new(m.detection_delay.clone()),

@@ -369,6 +369,7 @@ async fn metrics_expose_alerts_series_and_incidents() {
         "spikewatch_incident_affected_clusters 2",
         "spikewatch_tracked_series 3",
         "spikewatch_detector_open_samples 0",
+        "spikewatch_detector_forced_tick_closes_total 0",
         "spikewatch_source_up 1",
         "# TYPE spikewatch_series_requests_total counter",
         "# TYPE spikewatch_batch_processing_seconds histogram",

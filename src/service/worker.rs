@@ -357,6 +357,9 @@ impl Worker {
                 .with_label_values(&[reason])
                 .inc_by(n.saturating_sub(before));
         }
+        self.metrics
+            .forced_closes
+            .inc_by(now.forced_closes.saturating_sub(was.forced_closes));
         // Incidents first, so an API reader who sees an alert's incident_id finds the incident.
         let updates = self.pipeline.take_incident_updates();
         let opened = self.hub.upsert_incidents(&updates);
