@@ -393,6 +393,19 @@ pub struct PartitionLag {
     pub committed: Option<i64>,
 }
 
+/// How many of a subscribed topic's partitions this member holds. spikewatch expects to be its
+/// consumer group's only member: a second member (another replica started with the same
+/// `group_id`) takes some of the partitions, and with them part of the fleet, which neither
+/// instance then sees whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicCoverage {
+    pub topic: String,
+    /// Partitions the topic has, as the client's metadata knows them.
+    pub partitions: usize,
+    /// Of those, assigned to this member.
+    pub assigned: usize,
+}
+
 /// Counters of the dead-letter producer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeadLetterStats {
@@ -409,6 +422,7 @@ struct Health {
     stats_seen: bool,
     last_error: Option<String>,
     lag: Vec<PartitionLag>,
+    coverage: Vec<TopicCoverage>,
     assigned: BTreeSet<(String, i32)>,
     rebalances: u64,
 }
@@ -466,6 +480,28 @@ impl ClientContext for SourceContext {
             .collect();
         h.lag
             .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        // The statistics list every partition of each topic the consumer knows (partition -1
+        // is librdkafka's internal "unassigned" queue, not a partition).
+        h.coverage = stats
+            .topics
+            .values()
+            .map(|t| {
+                let ids = t
+                    .partitions
+                    .values()
+                    .map(|p| p.partition)
+                    .filter(|&p| p >= 0);
+                TopicCoverage {
+                    topic: t.topic.clone(),
+                    partitions: ids.clone().count(),
+                    assigned: ids
+                        .filter(|&p| assigned.contains(&(t.topic.clone(), p)))
+                        .count(),
+                }
+            })
+            .filter(|c| c.partitions > 0)
+            .collect();
+        h.coverage.sort_by(|a, b| a.topic.cmp(&b.topic));
     }
 
     fn error(&self, error: RdError, reason: &str) {
@@ -925,6 +961,12 @@ impl KafkaSource {
     /// Lag of every assigned partition, from the latest statistics.
     pub fn lag(&self) -> Vec<PartitionLag> {
         lock(&self.shared.health).lag.clone()
+    }
+
+    /// Per subscribed topic, its partitions and how many this member holds, from the latest
+    /// statistics.
+    pub fn coverage(&self) -> Vec<TopicCoverage> {
+        lock(&self.shared.health).coverage.clone()
     }
 
     /// Partitions currently assigned to this member.

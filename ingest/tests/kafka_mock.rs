@@ -446,3 +446,51 @@ fn arrow_messages_and_change_events_arrive_on_their_topics() {
     assert_eq!(changes, vec![change.as_bytes().to_vec()]);
     source.close(Duration::from_secs(10)).unwrap();
 }
+
+#[test]
+fn a_second_member_of_the_group_shows_as_partitions_not_held() {
+    // spikewatch expects to be its group's only member; a second one (a replica started with
+    // the same group id) takes some of the partitions, and `coverage` is how it shows.
+    let c = cluster();
+    let brokers = c.bootstrap_servers();
+    let s = settings(&brokers, "g-two", FormatKind::Json);
+    let metrics_coverage = |m: &KafkaSource| {
+        m.coverage()
+            .into_iter()
+            .find(|c| c.topic == METRICS)
+            .map(|c| (c.partitions, c.assigned))
+    };
+    let mut first = KafkaSource::new(&s).unwrap();
+    wait_for(
+        "the first member to hold every partition",
+        Duration::from_secs(30),
+        || {
+            let _ = first.poll(100, Duration::from_millis(50));
+            metrics_coverage(&first) == Some((3, 3))
+        },
+    );
+    let mut second = KafkaSource::new(&s).unwrap();
+    wait_for(
+        "the two members to share the partitions",
+        Duration::from_secs(60),
+        || {
+            let _ = first.poll(100, Duration::from_millis(50));
+            let _ = second.poll(100, Duration::from_millis(50));
+            match (metrics_coverage(&first), metrics_coverage(&second)) {
+                (Some((3, a)), Some((3, b))) => a > 0 && b > 0 && a + b == 3,
+                _ => false,
+            }
+        },
+    );
+    // The second member leaves: the first holds the whole topic again.
+    second.close(Duration::from_secs(10)).unwrap();
+    wait_for(
+        "the first member to take every partition back",
+        Duration::from_secs(60),
+        || {
+            let _ = first.poll(100, Duration::from_millis(50));
+            metrics_coverage(&first) == Some((3, 3))
+        },
+    );
+    first.close(Duration::from_secs(10)).unwrap();
+}

@@ -80,6 +80,8 @@ pub struct PipelineCounters {
     pub source: String,
     /// Kafka consumer lag: (topic, partition, messages behind).
     pub kafka_lag: Vec<(String, i32, i64)>,
+    /// Kafka topics consumed: (topic, partitions, partitions assigned to this instance).
+    pub kafka_partitions: Vec<(String, usize, usize)>,
     /// Wall clock (epoch ms) at which the last checkpoint was written (or the one resumed
     /// from had been written).
     pub checkpoint_ms: Option<i64>,

@@ -98,12 +98,17 @@ pub struct KafkaServiceSource {
     format: Format,
     topic: String,
     brokers: String,
+    group_id: String,
     dead_letters_on: bool,
     in_flight: VecDeque<InFlight>,
     next_token: u64,
     hub: Hub,
     metrics: Metrics,
     last_lag: Option<Instant>,
+    /// Partition coverage as of the previous lag update, and the partial coverage last
+    /// warned about (see `warn_partial`).
+    coverage: Vec<(String, usize, usize)>,
+    warned: Vec<(String, usize, usize)>,
     /// How partitions hold the event-time watermark for each other.
     frontier: FrontierOptions,
 }
@@ -131,12 +136,15 @@ impl KafkaServiceSource {
             format,
             topic: cfg.metrics_topic.clone(),
             brokers: cfg.brokers.clone(),
+            group_id: settings.group_id.clone(),
             dead_letters_on: settings.dead_letter_topic.is_some(),
             in_flight: VecDeque::new(),
             next_token: 0,
             hub,
             metrics,
             last_lag: None,
+            coverage: Vec::new(),
+            warned: Vec::new(),
             frontier: frontier_options(cfg),
         })
     }
@@ -179,7 +187,45 @@ impl KafkaServiceSource {
             .into_iter()
             .map(|l| (l.topic, l.partition, l.lag))
             .collect();
-        self.hub.update_counters(|c| c.kafka_lag = lag);
+        let coverage: Vec<(String, usize, usize)> = inner
+            .coverage()
+            .into_iter()
+            .map(|c| (c.topic, c.partitions, c.assigned))
+            .collect();
+        self.warn_partial(&coverage);
+        self.hub.update_counters(|c| {
+            c.kafka_lag = lag;
+            c.kafka_partitions.clone_from(&coverage);
+        });
+        self.coverage = coverage;
+    }
+
+    /// Says so, once, when this member holds only some of a topic's partitions for two lag
+    /// updates running (a rebalance passes through partial assignments; a second member of
+    /// the group keeps one).
+    fn warn_partial(&mut self, now: &[(String, usize, usize)]) {
+        // (None at all is how a member starts, until the group assigns it its share.)
+        let partial: Vec<_> = now
+            .iter()
+            .filter(|(_, n, a)| 0 < *a && a < n)
+            .cloned()
+            .collect();
+        if partial.is_empty() {
+            self.warned.clear();
+            return;
+        }
+        if now != self.coverage.as_slice() || partial == self.warned {
+            return;
+        }
+        for (topic, n, a) in &partial {
+            eprintln!(
+                "spikewatch: warning: this instance holds {a} of the {n} partitions of `{topic}`; \
+                 another member of consumer group `{}` has the rest, so neither sees the whole \
+                 fleet and checkpoints cover only part of it. Run one spikewatch per group_id.",
+                self.group_id
+            );
+        }
+        self.warned = partial;
     }
 }
 
@@ -562,6 +608,13 @@ mod tests {
             ),
             "no lag in /metrics:\n{text}"
         );
+        // The only member of its group holds every partition of the topic.
+        for line in [
+            "spikewatch_kafka_topic_partitions{topic=\"metrics\"} 1",
+            "spikewatch_kafka_assigned_partitions{topic=\"metrics\"} 1",
+        ] {
+            assert!(text.contains(line), "no `{line}` in /metrics:\n{text}");
+        }
         stop.store(true, Ordering::Relaxed);
         handle.join().unwrap().unwrap();
 

@@ -446,6 +446,29 @@ impl Metrics {
                 .collect(),
             MetricType::GAUGE,
         ));
+        #[allow(clippy::cast_precision_loss)]
+        for (name, help, pick) in [
+            (
+                "spikewatch_kafka_topic_partitions",
+                "Partitions of each topic consumed.",
+                (|(_, n, _)| *n) as fn(&(String, usize, usize)) -> usize,
+            ),
+            (
+                "spikewatch_kafka_assigned_partitions",
+                "Partitions of each topic assigned to this instance: fewer than the topic has \
+                 means another member of the consumer group holds the rest.",
+                |(_, _, a)| *a,
+            ),
+        ] {
+            out.push(gauge_family(
+                name,
+                help,
+                c.kafka_partitions
+                    .iter()
+                    .map(|p| (labels(&[("topic", &p.0)]), pick(p) as f64))
+                    .collect(),
+            ));
+        }
         out.retain(|f| !f.get_metric().is_empty());
         out
     }
