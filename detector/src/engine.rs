@@ -684,14 +684,10 @@ impl Detector {
             tss.get(end..end + RUN_CHUNK),
         ) {
             let first = cs[0] as usize;
-            let consecutive = cs
-                .iter()
-                .zip(first..)
-                .fold(true, |ok, (&s, want)| ok & (s as usize == want));
             let Some(nb) = self.newest_buffered.get_mut(first..first + RUN_CHUNK) else {
                 break;
             };
-            if !consecutive
+            if !consecutive_from(cs, first)
                 || !ct.iter().fold(true, |ok, &t| ok & (t == ts))
                 || nb.iter().fold(i64::MIN, |m, &b| m.max(b)) >= ts
             {
@@ -898,12 +894,7 @@ impl Detector {
         // scatter back.
         let contiguous_from = |sid: &[u32]| {
             let base = sid.first().map_or(0, |&s| s as usize);
-            // (A fold, not `all`: without the early exit the comparison vectorises.)
-            let yes = sid
-                .iter()
-                .zip(base..)
-                .fold(true, |ok, (&s, want)| ok & (s as usize == want));
-            (base, yes)
+            (base, consecutive_from(sid, base))
         };
         let (mut base, mut contiguous) = contiguous_from(&rows.sid);
         let mut ordered = std::mem::take(&mut self.ordered);
@@ -1570,6 +1561,14 @@ mod convert {
         );
     }
     }
+}
+
+/// Whether `ids` are `first`, `first + 1`, ... in that order. (A fold, not `all`: without the
+/// early exit the comparison vectorises.)
+fn consecutive_from(ids: &[u32], first: usize) -> bool {
+    ids.iter()
+        .zip(first..)
+        .fold(true, |ok, (&s, want)| ok & (s as usize == want))
 }
 
 /// Sets `out[i]` to `null` where row `range.start + i` of `a` is null. The bitmap is read 64
