@@ -37,10 +37,10 @@ enum ScoreFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Replay a trace directory or samples file (.jsonl / .jsonl.gz) through the detector, in
-    /// event time, as fast as the machine allows.
+    /// Replay a trace directory or samples file (.jsonl / .jsonl.gz / .parquet) through the
+    /// detector, in event time, as fast as the machine allows.
     Replay {
-        /// Trace directory (with samples.jsonl.gz) or a samples file.
+        /// Trace directory (with samples.jsonl.gz or samples.parquet) or a samples file.
         path: PathBuf,
         #[arg(long, value_enum, default_value_t = ReplayFormat::Table)]
         format: ReplayFormat,

@@ -40,7 +40,8 @@ pub const DEFAULT_ARROW_ROWS: usize = 1024;
 /// The command line of `spikewatch produce`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProduceArgs {
-    /// Trace directory (samples.jsonl.gz and changes.jsonl) or a samples file.
+    /// Trace directory (samples.jsonl.gz or samples.parquet, and changes.jsonl) or a samples
+    /// file.
     pub trace: PathBuf,
     /// Kafka bootstrap servers, `host:port[,host:port...]`.
     #[arg(long)]

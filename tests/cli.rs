@@ -87,6 +87,36 @@ fn replay_reads_a_bare_samples_file_and_reports_bad_lines_on_stderr() {
 }
 
 #[test]
+fn replay_reads_a_parquet_samples_file_and_reports_bad_rows_by_number() {
+    let dir = std::env::temp_dir().join(format!("spikewatch-cli-pq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("samples.parquet");
+    let t0 = 1_770_931_210_000;
+    let samples = vec![
+        ingest::Sample::new(t0, "a", "s", 100, 1),
+        ingest::Sample::new(t0 + 10_000, "a", "s", 10, 12),
+        ingest::Sample::new(t0 + 20_000, "a", "s", 100, 0),
+    ];
+    ingest::parquet_samples::write_samples(&file, samples, 1024).unwrap();
+    let out = bin()
+        .args(["replay", "--format", "jsonl"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(stderr.contains("3 samples"), "{stderr}");
+    assert!(stderr.contains("1 rejected"), "{stderr}");
+    assert!(stderr.contains("errors_exceed_requests"), "{stderr}");
+    assert!(
+        stderr.contains("message 2: errors_exceed_requests"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn backtest_scores_every_trace_and_passes() {
     let out = bin()
         .args(["backtest", "--format", "json", "--fail-on-false-positives"])

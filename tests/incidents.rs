@@ -161,3 +161,47 @@ fn batch_size_does_not_change_alerts_on_a_trace() {
         assert_eq!(replay(name, size), want, "batch size {size}");
     }
 }
+
+/// The same trace as `samples.parquet` (CONTRACT section 3 allows either) gives the same
+/// alerts and fleet incidents as its `samples.jsonl.gz`: every seed trace is converted and
+/// replayed both ways.
+#[test]
+fn every_trace_as_parquet_replays_like_its_json() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("parquet-traces-{}", std::process::id()));
+    let opts = ingest::DecoderOptions::default();
+    for t in ingest::trace::list_traces(trace_dir("..").join("incidents")).unwrap() {
+        let dir = out.join(&t.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["changes.jsonl", "labels.json"] {
+            if t.path.join(f).is_file() {
+                std::fs::copy(t.path.join(f), dir.join(f)).unwrap();
+            }
+        }
+        // Lines the decoder rejects have no Sample to convert; they show in the counts below.
+        let samples: Vec<ingest::Sample> = t
+            .sample_lines()
+            .unwrap()
+            .filter_map(|l| ingest::json::parse_sample(&l.unwrap(), &opts).ok())
+            .collect();
+        ingest::parquet_samples::write_samples(&dir.join("samples.parquet"), samples, 50_000)
+            .unwrap();
+        let run = |path: &std::path::Path| {
+            pipeline::replay_with_incidents(path, DetectorConfig::default(), 1024, |_, _, _| {})
+                .unwrap()
+        };
+        let (json, parquet) = (run(&t.path), run(&dir));
+        assert!(!parquet.events.is_empty() || json.events.is_empty());
+        assert_eq!(parquet.events, json.events, "{}", t.name);
+        let as_json = |r: &pipeline::ReplayResult| serde_json::to_value(&r.incidents).unwrap();
+        assert_eq!(as_json(&parquet), as_json(&json), "{}", t.name);
+        assert_eq!(parquet.changes, json.changes, "{}", t.name);
+        assert_eq!(parquet.rejections.total(), 0, "{}", t.name);
+        assert_eq!(
+            parquet.messages,
+            json.messages - json.rejections.total(),
+            "{}",
+            t.name
+        );
+    }
+}

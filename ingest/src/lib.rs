@@ -7,6 +7,7 @@
 //! - [`json`]: the native JSON sample format (`spikewatch.v1`) and its push-based decoder,
 //!   `decode(&[u8])` per message then `flush() -> Option<RecordBatch>`, with typed rejections.
 //! - [`trace`]: sample lines, change events and labels of trace directories.
+//! - [`parquet_samples`]: Parquet samples files (`samples.parquet`), read as sample lines.
 //! - [`ahead`]: decodes a large delivery on a second thread while the caller runs the
 //!   detector on the batches already decoded.
 //! - [`frontier`]: how far each input (a Kafka partition) has delivered in event time, so a
@@ -26,6 +27,7 @@ pub mod format;
 pub mod frontier;
 pub mod json;
 pub mod kafka;
+pub mod parquet_samples;
 pub mod prom_adapter;
 pub mod time;
 pub mod trace;

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! <name>/
-//!   samples.jsonl.gz | samples.jsonl | samples.parquet   native JSON samples, one per line
+//!   samples.jsonl.gz | samples.jsonl | samples.parquet   samples: native JSON, one per line, or Parquet
 //!   changes.jsonl                                        change events, one per line (optional)
 //!   labels.json                                          what a detector must find (optional)
 //!   README.md                                            provenance, for people
@@ -15,8 +15,9 @@
 //! Samples are read as raw lines by [`SampleLines`] and handed to a decoder
 //! ([`crate::json::JsonDecoder`]) one by one, so a bad line costs one rejection and nothing
 //! else. Gzip is recognised by its magic bytes, not the file name, and concatenated gzip
-//! members are read through. Parquet samples are recognised but not read by this crate
-//! ([`TraceError::Unsupported`]).
+//! members are read through. A Parquet file (recognised by its magic bytes or its `.parquet`
+//! name) is read a row at a time, each row written out as the JSON sample line it stands for
+//! ([`crate::parquet_samples`]), so every consumer of sample lines reads Parquet traces too.
 //!
 //! A change event (`changes.jsonl`) is a deploy, config push, maintenance or traffic shift:
 //! `{"ts", "kind", "service", "clusters", "id", "description"}`, where `clusters` may be
@@ -61,8 +62,9 @@ pub enum TraceError {
     },
     #[error("{}: no samples file (looked for {})", dir.display(), SAMPLE_FILES.join(", "))]
     NoSamples { dir: PathBuf },
-    #[error("{}: {format} samples are not supported here; use JSON lines (.jsonl or .jsonl.gz)", path.display())]
-    Unsupported { path: PathBuf, format: &'static str },
+    /// A Parquet samples file that cannot be read, or whose columns cannot carry samples.
+    #[error(transparent)]
+    Parquet(#[from] crate::parquet_samples::ParquetSamplesError),
     #[error("{}:{line}: bad change event", path.display())]
     BadChange {
         path: PathBuf,
@@ -103,9 +105,17 @@ pub fn find_samples(dir: &Path) -> Option<PathBuf> {
 /// an I/O error (a truncated gzip stream, say) the reader is finished.
 pub struct SampleLines {
     path: PathBuf,
-    reader: Box<dyn BufRead + Send>,
+    reader: Reader,
     line: u64,
     done: bool,
+}
+
+/// Where the lines come from.
+enum Reader {
+    /// JSON lines, plain or through gzip.
+    Text(Box<dyn BufRead + Send>),
+    /// Parquet rows, each written out as a JSON line.
+    Parquet(Box<crate::parquet_samples::ParquetSamples>),
 }
 
 impl fmt::Debug for SampleLines {
@@ -119,7 +129,8 @@ impl fmt::Debug for SampleLines {
 }
 
 impl SampleLines {
-    /// Opens a `.jsonl` or `.jsonl.gz` file, or a trace directory (its samples file).
+    /// Opens a `.jsonl`, `.jsonl.gz` or `.parquet` file, or a trace directory (its samples
+    /// file).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, TraceError> {
         let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(io_err(path))?;
@@ -135,19 +146,18 @@ impl SampleLines {
         let head = raw.fill_buf().map_err(io_err(&file_path))?;
         let is_parquet = head.starts_with(PARQUET_MAGIC)
             || file_path.extension().is_some_and(|e| e == "parquet");
-        if is_parquet {
-            return Err(TraceError::Unsupported {
-                path: file_path,
-                format: "Parquet",
-            });
-        }
-        let reader: Box<dyn BufRead + Send> = if head.starts_with(&GZIP_MAGIC) {
-            Box::new(BufReader::with_capacity(
+        let reader = if is_parquet {
+            drop(raw);
+            Reader::Parquet(Box::new(crate::parquet_samples::ParquetSamples::open(
+                &file_path,
+            )?))
+        } else if head.starts_with(&GZIP_MAGIC) {
+            Reader::Text(Box::new(BufReader::with_capacity(
                 READ_BUFFER,
                 flate2::bufread::MultiGzDecoder::new(raw),
-            ))
+            )))
         } else {
-            Box::new(raw)
+            Reader::Text(Box::new(raw))
         };
         Ok(Self {
             path: file_path,
@@ -162,7 +172,7 @@ impl SampleLines {
         &self.path
     }
 
-    /// 1-based number of the line last returned (0 before the first).
+    /// 1-based number of the line last returned (0 before the first); for Parquet, of the row.
     pub fn line_number(&self) -> u64 {
         self.line
     }
@@ -175,7 +185,26 @@ impl SampleLines {
             if self.done {
                 return Ok(false);
             }
-            match self.reader.read_until(b'\n', buf) {
+            let reader = match &mut self.reader {
+                Reader::Text(r) => r,
+                Reader::Parquet(p) => {
+                    return match p.read_line(buf) {
+                        Ok(true) => {
+                            self.line += 1;
+                            Ok(true)
+                        }
+                        Ok(false) => {
+                            self.done = true;
+                            Ok(false)
+                        }
+                        Err(e) => {
+                            self.done = true;
+                            Err(e.into())
+                        }
+                    };
+                }
+            };
+            match reader.read_until(b'\n', buf) {
                 Ok(0) => {
                     self.done = true;
                     return Ok(false);

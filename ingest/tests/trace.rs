@@ -108,7 +108,7 @@ fn sample_lines_errors_name_the_path() {
     let parquet = dir.join("samples.parquet");
     fs::write(&parquet, b"PAR1....").unwrap();
     let err = SampleLines::open(&dir).unwrap_err();
-    assert!(matches!(err, TraceError::Unsupported { .. }), "{err}");
+    assert!(matches!(err, TraceError::Parquet(_)), "{err}");
     assert!(err.to_string().contains("samples.parquet"), "{err}");
 
     // A gzip stream cut short: the good lines come out, then one error naming the file, then
@@ -321,6 +321,33 @@ fn trace_dirs_open_and_list() {
     assert!(err.to_string().contains("b-incident"), "{err}");
 }
 
+#[test]
+fn a_parquet_trace_reads_as_sample_lines_numbered_by_row() {
+    let root = scratch("parquet");
+    let dir = root.join("pq");
+    fs::create_dir_all(&dir).unwrap();
+    let samples: Vec<ingest::Sample> = (0..20_000)
+        .map(|i| ingest::Sample::new(1_770_000_000_000 + i * 10_000, "c", "s", 10, 1))
+        .collect();
+    ingest::parquet_samples::write_samples(&dir.join("samples.parquet"), samples.clone(), 7_000)
+        .unwrap();
+    fs::write(dir.join("changes.jsonl"), CHANGES).unwrap();
+    let t = TraceDir::open(&dir).unwrap();
+    assert_eq!(t.samples, dir.join("samples.parquet"));
+    assert_eq!(t.changes.len(), 3);
+    let mut lines = t.sample_lines().unwrap();
+    let mut buf = Vec::new();
+    let mut n = 0;
+    while lines.read_line(&mut buf).unwrap() {
+        let opts = ingest::DecoderOptions::default();
+        assert_eq!(ingest::json::parse_sample(&buf, &opts).unwrap(), samples[n]);
+        n += 1;
+        assert_eq!(lines.line_number(), n as u64);
+    }
+    assert_eq!(n, samples.len());
+    assert!(!lines.read_line(&mut buf).unwrap());
+}
+
 /// The samples of every trace shipped in the repository decode through the public API without
 /// I/O errors (rejections are counted, not fatal).
 #[test]
@@ -331,11 +358,7 @@ fn shipped_traces_read() {
     }
     for trace in list_traces(&root).unwrap() {
         let mut dec = ingest::JsonDecoder::new(ingest::DecoderOptions::default());
-        let mut lines = match trace.sample_lines() {
-            Ok(l) => l,
-            Err(TraceError::Unsupported { .. }) => continue,
-            Err(e) => panic!("{e}"),
-        };
+        let mut lines = trace.sample_lines().unwrap();
         let mut buf = Vec::new();
         let (mut ok, mut rejected) = (0usize, 0usize);
         while lines.read_line(&mut buf).unwrap() {
