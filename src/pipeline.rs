@@ -265,7 +265,14 @@ impl Pipeline {
     /// The lanes the source may deliver from now on (its partition assignment) and how they
     /// hold each other back. A lane not listed is forgotten; a new one holds the watermark
     /// until it delivers or goes idle.
-    pub fn assign_lanes(&mut self, lanes: &[u32], opts: FrontierOptions) {
+    ///
+    /// `opts.max_ahead_ms` is taken no larger than the detector's allowed lateness: a clock
+    /// further ahead than that would make on-time samples late, which is what the limit is
+    /// there to prevent.
+    pub fn assign_lanes(&mut self, lanes: &[u32], mut opts: FrontierOptions) {
+        #[allow(clippy::cast_possible_truncation)]
+        let lateness_ms = (self.detector.config().allowed_lateness_s * 1000.0).round() as i64;
+        opts.max_ahead_ms = opts.max_ahead_ms.map(|a| a.min(lateness_ms));
         self.frontier.set_options(opts);
         self.frontier.assign(lanes, wall_now_ms());
     }
@@ -536,6 +543,66 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Live, at 1 s resolution up to the wall clock: 20 series, one of whose producers starts
+    /// stamping its samples an hour fast 200 s before now. With the wall-clock limit only that
+    /// series is reported (absent: nothing of it arrives in the fleet's time); without it, its
+    /// samples drag the watermark an hour ahead and every other series is reported absent.
+    #[test]
+    fn a_producer_whose_clock_is_an_hour_fast_does_not_get_the_rest_of_the_fleet_reported() {
+        let run = |max_ahead_ms: Option<i64>| {
+            let now = wall_now_ms() / 1000 * 1000;
+            let mut p = Pipeline::new(DetectorConfig::default(), 4096).unwrap();
+            p.assign_lanes(
+                &[0],
+                FrontierOptions {
+                    idle_ms: 5_000,
+                    max_ahead_ms,
+                },
+            );
+            let mut out = Vec::new();
+            for t in (0..1_500i64).rev() {
+                let msgs: Vec<Payload> = (0..20u32)
+                    .map(|s| {
+                        let fast = if s == 5 && t < 200 { 3_600_000 } else { 0 };
+                        let mut sample = ingest::Sample::new(
+                            now - t * 1000 + fast,
+                            format!("c{}", s / 2),
+                            format!("svc{}", s % 2),
+                            100,
+                            1,
+                        );
+                        sample.interval_ms = 1000;
+                        Payload::from_vec(sample.to_json_line().into_bytes())
+                    })
+                    .collect();
+                let lanes = vec![0u32; msgs.len()];
+                let rejected = p
+                    .push_delivery(&Format::Json, &msgs, Some(&lanes), &mut out)
+                    .unwrap();
+                assert!(rejected.is_empty(), "{rejected:?}");
+            }
+            (p.stats(), out)
+        };
+        let absent = |alerts: &[AlertEvent]| -> Vec<(String, String)> {
+            alerts
+                .iter()
+                .filter(|a| a.kind == detector::AlertKind::TelemetryAbsent)
+                .map(|a| (a.cluster.clone(), a.service.clone()))
+                .collect()
+        };
+        let (limited, alerts) = run(Some(60_000));
+        assert_eq!(limited.too_late, 0, "{limited:?}");
+        assert!(
+            alerts
+                .iter()
+                .all(|a| a.cluster == "c2" && a.service == "svc1"),
+            "{alerts:#?}"
+        );
+        assert_eq!(absent(&alerts), [("c2".to_owned(), "svc1".to_owned())]);
+        let (_, alerts) = run(None);
+        assert!(absent(&alerts).len() >= 19, "{:?}", absent(&alerts));
     }
 
     #[test]

@@ -21,6 +21,12 @@
 //!   went dark cannot stop the fleet's ticks from closing (and its series from being reported
 //!   absent).
 //!
+//! - With [`FrontierOptions::max_ahead_ms`] set (a live source), the frontier never runs more
+//!   than that past the wall clock, lanes or none. A producer whose clock runs an hour fast
+//!   would otherwise drag the watermark an hour ahead: every other series' samples too late,
+//!   every other series reported absent. Its samples wait, open, until the wall clock reaches
+//!   them, and meanwhile its series is the one reported absent.
+//!
 //! The detector bounds the memory the hold costs (open ticks are buffered): past its
 //! `max_held_samples` it closes the oldest open tick anyway.
 //!
@@ -31,11 +37,17 @@
 pub struct FrontierOptions {
     /// A lane silent this long (wall ms) stops holding the others back. Default 5 s.
     pub idle_ms: i64,
+    /// The frontier is at most this far (ms) past the wall clock; `None` (the default): no
+    /// limit, for sources whose event time has nothing to do with the wall clock (replays).
+    pub max_ahead_ms: Option<i64>,
 }
 
 impl Default for FrontierOptions {
     fn default() -> Self {
-        Self { idle_ms: 5_000 }
+        Self {
+            idle_ms: 5_000,
+            max_ahead_ms: None,
+        }
     }
 }
 
@@ -144,14 +156,22 @@ impl Frontier {
         l.active_ms = now_ms;
     }
 
-    /// The frontier for the batch about to go into the detector; `None` when no lane holds.
+    /// The frontier for the batch about to go into the detector; `None` when nothing holds.
     pub fn before_batch(&self, now_ms: i64) -> Option<i64> {
-        self.lanes
+        let lanes = self
+            .lanes
             .iter()
             .flatten()
             .filter(|l| now_ms.saturating_sub(l.active_ms) <= self.opts.idle_ms)
             .map(Lane::position)
-            .min()
+            .min();
+        match self.opts.max_ahead_ms {
+            Some(ahead) => {
+                let cap = now_ms.saturating_add(ahead);
+                Some(lanes.map_or(cap, |f| f.min(cap)))
+            }
+            None => lanes,
+        }
     }
 
     /// The batch went into the detector: its rows count as delivered. Returns the frontier
@@ -175,7 +195,10 @@ mod tests {
     const ANY: i64 = i64::MIN;
 
     fn opts() -> FrontierOptions {
-        FrontierOptions { idle_ms: 5_000 }
+        FrontierOptions {
+            idle_ms: 5_000,
+            max_ahead_ms: None,
+        }
     }
 
     /// One step of a case: what happens, at which wall ms.
@@ -268,5 +291,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn with_max_ahead_the_frontier_stays_within_it_of_the_wall_clock() {
+        let mut f = Frontier::new(FrontierOptions {
+            idle_ms: 5_000,
+            max_ahead_ms: Some(MIN),
+        });
+        let now = 100 * MIN;
+        // Nothing delivered: the wall clock alone limits.
+        assert_eq!(f.before_batch(now), Some(101 * MIN));
+        // A lane behind the wall clock holds as before.
+        f.note(0, 90 * MIN, 99 * MIN, now);
+        assert_eq!(f.after_batch(now), Some(99 * MIN));
+        // A lane whose producer's clock is an hour fast does not take the frontier with it.
+        f.note(0, 100 * MIN, 160 * MIN, now);
+        assert_eq!(f.after_batch(now), Some(101 * MIN));
+        // Nor once every lane is idle.
+        assert_eq!(f.after_batch(now + 10 * MIN), Some(111 * MIN));
     }
 }

@@ -122,6 +122,9 @@ pub struct KafkaConfig {
     /// A partition that delivered nothing for this long (wall seconds) stops holding back the
     /// event-time watermark of the others (see docs/kafka.md, *Partitions and event time*).
     pub partition_idle_s: f64,
+    /// The event-time watermark never runs more than this (seconds) past the wall clock, so a
+    /// producer whose clock is fast cannot make everyone else's samples late (docs/kafka.md).
+    pub max_clock_ahead_s: f64,
     /// Passed through to librdkafka as is (security settings and the like).
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -137,6 +140,7 @@ impl Default for KafkaConfig {
             format: "json".into(),
             prom_adapter: PromMappingConfig::default(),
             partition_idle_s: 5.0,
+            max_clock_ahead_s: 60.0,
             librdkafka: BTreeMap::new(),
         }
     }
@@ -504,6 +508,13 @@ impl ServiceConfig {
                         format!("{idle} must be a positive number of seconds, at most 3600"),
                     );
                 }
+                let ahead = k.max_clock_ahead_s;
+                if !(ahead.is_finite() && (0.0..=86_400.0).contains(&ahead)) {
+                    bad(
+                        "source.kafka.max_clock_ahead_s",
+                        format!("{ahead} must be a number of seconds from 0 to 86400"),
+                    );
+                }
                 SourceSettings::Kafka(Box::new(k))
             }
         };
@@ -731,6 +742,11 @@ mod tests {
                 "partition idle time",
                 "[source.kafka]\npartition_idle_s = 0\n",
                 &["source.kafka.partition_idle_s"],
+            ),
+            (
+                "clock ahead limit",
+                "[source.kafka]\nmax_clock_ahead_s = -1\n",
+                &["source.kafka.max_clock_ahead_s"],
             ),
             (
                 "incident setting",

@@ -68,13 +68,14 @@ pub fn settings(k: &KafkaConfig) -> anyhow::Result<KafkaSettings> {
     })
 }
 
-/// The `[source.kafka]` settings of the per-partition event-time hold (checked at start to be
-/// positive and finite).
+/// The `[source.kafka]` settings of the per-partition event-time hold and the limit on how far
+/// past the wall clock the watermark may run (checked at start to be finite and in range).
 fn frontier_options(k: &KafkaConfig) -> FrontierOptions {
     #[allow(clippy::cast_possible_truncation)]
     let ms = |s: f64| (s * 1000.0).round() as i64;
     FrontierOptions {
         idle_ms: ms(k.partition_idle_s),
+        max_ahead_ms: Some(ms(k.max_clock_ahead_s)),
     }
 }
 
