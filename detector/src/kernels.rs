@@ -556,7 +556,10 @@ fn pool_rows(
         } else {
             clear[i]
         };
-        let quiet = valid && firing[i] <= 0.0 && !warn_now && !sat_now;
+        // Learn only while calm (within half the warning's z of the baseline): a slow leak
+        // sampled once a minute climbs by a standard deviation or more per sample, and learning
+        // the climb as normal would keep its z below the warning until the pool is full.
+        let quiet = valid && firing[i] <= 0.0 && !warn_now && !sat_now && z < 0.5 * warn_z;
         let a = if quiet {
             alpha[i].max(1.0 / (n[i] + 1.0))
         } else {

@@ -1271,3 +1271,57 @@ fn a_region_going_dark_is_reported_on_each_of_its_series_and_nowhere_else() {
         }
     }
 }
+
+#[test]
+fn a_connection_leak_warns_before_the_pool_is_full_at_any_sampling_interval() {
+    // One series of four leaks connections from ONSET on: utilisation climbs from 0.45 to
+    // full over 15 minutes. Sampled every 10 s that is 90 samples, every minute only 15, and
+    // the baseline must not learn the climb as normal while it has so few samples to see it
+    // in. (It did at one-minute sampling: the pool filled with no warning.)
+    const MIN: i64 = 60_000;
+    for interval_ms in [10_000i64, 60_000] {
+        let per_min = MIN / interval_ms;
+        let onset = 60 * per_min; // an hour of normal use first
+        let full = onset + 15 * per_min;
+        let rows: Vec<S> = simulate(4, onset + 25 * per_min, 21, |s, t| {
+            let climb = (t - onset) as f64 / (full - onset) as f64;
+            Shape {
+                pool: Some(if s == 0 && t >= onset {
+                    (0.45 + 0.55 * climb).min(1.0)
+                } else {
+                    0.45
+                }),
+                ..Shape::default()
+            }
+        })
+        .into_iter()
+        .map(|r| {
+            let t = (r.ts - T0) / STEP;
+            S {
+                ts: T0 + t * interval_ms,
+                interval_ms: u32::try_from(interval_ms).unwrap(),
+                ..r
+            }
+        })
+        .collect();
+        let events = run(&keys(4, 1), &rows);
+        let warned = firing(&events)
+            .into_iter()
+            .find(|e| e.kind == AlertKind::DbPoolSaturation && e.cluster == "c0")
+            .map(|e| (e.detected_at - T0) / interval_ms - 1);
+        assert!(
+            warned.is_some_and(|t| t > onset && t < full),
+            "every {} s: warned at tick {warned:?}, onset {onset}, full {full}",
+            interval_ms / 1000
+        );
+        for e in firing(&events) {
+            assert!(
+                e.cluster == "c0",
+                "every {} s: {} on {}",
+                interval_ms / 1000,
+                e.kind,
+                e.cluster
+            );
+        }
+    }
+}
