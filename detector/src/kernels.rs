@@ -225,7 +225,16 @@ fn ratio_rows(
         bn[i] = bn[i] * (1.0 - a) + if quiet { nv } else { 0.0 };
         let expected = nv * p0;
         let r2 = (xv - expected) * (xv - expected) / (expected * (1.0 - p0)).max(1e-9);
-        phi[i] += a * (r2.min(50.0) - phi[i]);
+        // The dispersion learns from every sample while not firing, the CUSUM's runs included:
+        // leaving out the samples that push the CUSUM up would leave out the very tail that
+        // makes a series overdispersed, and the estimate would stay low (a busy series whose
+        // ratio swings from sample to sample paged seven times as often). One squared residual
+        // counts for at most 50 times the current estimate (so the estimate can grow with a
+        // series' volume, unlike a fixed cap), and at most 20 times during a run (so the first
+        // samples of an incident barely deflate the test that is about to judge them).
+        let a_phi = if valid && firing[i] <= 0.0 { alpha[i] } else { 0.0 };
+        let cap = if next <= h { 50.0 } else { 20.0 } * phi[i].max(1.0);
+        phi[i] += a_phi * (r2.min(cap) - phi[i]);
         attn[i] |= if (next > h) | (firing[i] > 0.0) { bit } else { 0 };
     }
 }
