@@ -65,6 +65,13 @@ pub enum ParquetSamplesError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The file cannot be written ([`write_samples`]).
+    #[error("cannot write {} as Parquet", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A required column is missing.
     #[error("{}: no `{column}` column (the samples need ts, cluster, service, requests and errors)", path.display())]
     MissingColumn { path: PathBuf, column: &'static str },
@@ -432,7 +439,10 @@ pub fn write_samples(
     samples: impl IntoIterator<Item = Sample>,
     row_group: usize,
 ) -> Result<(), ParquetSamplesError> {
-    let err = |e: Box<dyn std::error::Error + Send + Sync>| read_err(path)(e);
+    let err = |source: Box<dyn std::error::Error + Send + Sync>| ParquetSamplesError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let file = File::create(path).map_err(|e| err(e.into()))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
