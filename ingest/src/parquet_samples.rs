@@ -138,26 +138,16 @@ struct Source {
     scale: Option<f64>,
 }
 
-/// A column of one batch, normalised to one of a few Arrow types.
-#[derive(Debug)]
-enum Values {
-    I64(ArrayRef),
-    U64(ArrayRef),
-    F64(ArrayRef),
-    /// Key text or RFC 3339 text, as bytes.
-    Bytes(ArrayRef),
-}
-
 /// The rows of a Parquet samples file, one native JSON sample line each (see the module docs).
 pub struct ParquetSamples {
     path: PathBuf,
     reader: ParquetRecordBatchReader,
     sources: Vec<Source>,
-    /// The batch being read, its columns in `sources` order.
-    columns: Vec<Values>,
+    /// The batch being read, its columns in `sources` order, each normalised by
+    /// [`normalise`] to Int64, UInt64, Float64 or Binary.
+    columns: Vec<ArrayRef>,
     rows: usize,
     next: usize,
-    text: String,
 }
 
 impl std::fmt::Debug for ParquetSamples {
@@ -196,7 +186,6 @@ impl ParquetSamples {
             columns: Vec::new(),
             rows: 0,
             next: 0,
-            text: String::with_capacity(512),
         })
     }
 
@@ -222,11 +211,8 @@ impl ParquetSamples {
         self.next += 1;
         buf.push(b'{');
         let mut first = true;
-        for (s, col) in self.sources.iter().zip(&self.columns) {
-            let array = match col {
-                Values::I64(a) | Values::U64(a) | Values::F64(a) | Values::Bytes(a) => a,
-            };
-            if array.is_null(i) {
+        for (s, a) in self.sources.iter().zip(&self.columns) {
+            if a.is_null(i) {
                 continue;
             }
             if !first {
@@ -236,40 +222,42 @@ impl ParquetSamples {
             buf.push(b'"');
             buf.extend_from_slice(s.name.as_bytes());
             buf.extend_from_slice(b"\":");
-            self.text.clear();
-            match (col, s.scale) {
-                (Values::I64(a), None) => {
-                    let _ = write!(self.text, "{}", a.as_primitive::<Int64Type>().value(i));
+            #[allow(clippy::cast_precision_loss)]
+            match (a.data_type(), s.scale) {
+                (DataType::Int64, None) => {
+                    let _ = write!(
+                        ByteWriter(buf),
+                        "{}",
+                        a.as_primitive::<Int64Type>().value(i)
+                    );
                 }
-                (Values::U64(a), None) => {
-                    let _ = write!(self.text, "{}", a.as_primitive::<UInt64Type>().value(i));
+                (DataType::UInt64, None) => {
+                    let _ = write!(
+                        ByteWriter(buf),
+                        "{}",
+                        a.as_primitive::<UInt64Type>().value(i)
+                    );
                 }
-                #[allow(clippy::cast_precision_loss)]
-                (Values::I64(a), Some(k)) => {
+                (DataType::Int64, Some(k)) => {
                     number(
-                        &mut self.text,
+                        buf,
                         a.as_primitive::<Int64Type>().value(i) as f64 / k,
                         false,
                     );
                 }
-                #[allow(clippy::cast_precision_loss)]
-                (Values::U64(a), Some(k)) => {
+                (DataType::UInt64, Some(k)) => {
                     number(
-                        &mut self.text,
+                        buf,
                         a.as_primitive::<UInt64Type>().value(i) as f64 / k,
                         false,
                     );
                 }
-                (Values::F64(a), k) => {
+                (DataType::Float64, k) => {
                     let v = a.as_primitive::<Float64Type>().value(i) / k.unwrap_or(1.0);
-                    number(&mut self.text, v, s.class == Class::Count);
+                    number(buf, v, s.class == Class::Count);
                 }
-                (Values::Bytes(a), _) => {
-                    json_bytes(buf, a.as_binary::<i32>().value(i));
-                    continue;
-                }
+                _ => json_bytes(buf, a.as_binary::<i32>().value(i)),
             }
-            buf.extend_from_slice(self.text.as_bytes());
         }
         buf.push(b'}');
         Ok(true)
@@ -356,8 +344,8 @@ fn target(t: &DataType, class: Class) -> Option<DataType> {
     }
 }
 
-/// `a` as one of the [`Values`] types (the type was checked by [`target`]).
-fn normalise(a: &ArrayRef, class: Class) -> Result<Values, arrow_schema::ArrowError> {
+/// `a` cast to the type [`target`] reads it as (Int64, UInt64, Float64 or Binary).
+fn normalise(a: &ArrayRef, class: Class) -> Result<ArrayRef, arrow_schema::ArrowError> {
     let to = target(a.data_type(), class).ok_or_else(|| {
         arrow_schema::ArrowError::SchemaError(format!("unexpected column type {}", a.data_type()))
     })?;
@@ -368,25 +356,19 @@ fn normalise(a: &ArrayRef, class: Class) -> Result<Values, arrow_schema::ArrowEr
         }
         _ => a.clone(),
     };
-    let a = arrow_cast::cast(&a, &to)?;
-    Ok(match to {
-        DataType::Int64 => Values::I64(a),
-        DataType::UInt64 => Values::U64(a),
-        DataType::Float64 => Values::F64(a),
-        _ => Values::Bytes(a),
-    })
+    arrow_cast::cast(&a, &to)
 }
 
 /// `x` as a JSON number: a whole `count` as an integer; NaN and infinities as a number out of
 /// a double's range (rejected as `not_finite`).
-fn number(out: &mut String, x: f64, count: bool) {
+fn number(out: &mut Vec<u8>, x: f64, count: bool) {
     if !x.is_finite() {
-        out.push_str(if x < 0.0 { "-1e999" } else { "1e999" });
+        out.extend_from_slice(if x < 0.0 { b"-1e999" } else { b"1e999" });
     } else if count && x.fract() == 0.0 && x.abs() < 9.0e15 {
         #[allow(clippy::cast_possible_truncation)]
-        let _ = write!(out, "{}", x as i64);
+        let _ = write!(ByteWriter(out), "{}", x as i64);
     } else if let Some(n) = serde_json::Number::from_f64(x) {
-        let _ = write!(out, "{n}");
+        let _ = write!(ByteWriter(out), "{n}");
     }
 }
 
@@ -398,7 +380,7 @@ fn json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
             0..=0x1f => {
-                let _ = write!(SliceWriter(out), "\\u{b:04x}");
+                let _ = write!(ByteWriter(out), "\\u{b:04x}");
             }
             _ => out.push(b),
         }
@@ -407,9 +389,9 @@ fn json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// `fmt::Write` into a byte vector.
-struct SliceWriter<'a>(&'a mut Vec<u8>);
+struct ByteWriter<'a>(&'a mut Vec<u8>);
 
-impl std::fmt::Write for SliceWriter<'_> {
+impl std::fmt::Write for ByteWriter<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
@@ -451,11 +433,12 @@ pub fn write_samples(
     let schema = samples_schema();
     let mut writer =
         ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(e.into()))?;
-    let mut chunk = Vec::with_capacity(row_group.clamp(1, 1 << 16));
+    let per_batch = row_group.clamp(1, 1 << 16);
+    let mut chunk = Vec::with_capacity(per_batch);
     let mut samples = samples.into_iter().peekable();
     while samples.peek().is_some() {
         chunk.clear();
-        chunk.extend(samples.by_ref().take(chunk.capacity()));
+        chunk.extend(samples.by_ref().take(per_batch));
         let wire = crate::arrow_ipc::samples_to_batch(&chunk).map_err(|e| err(e.into()))?;
         let seconds: Float64Array = chunk
             .iter()
