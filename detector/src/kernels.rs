@@ -233,7 +233,7 @@ fn ratio_rows(
         // series' volume, unlike a fixed cap), and at most 20 times during a run (so the first
         // samples of an incident barely deflate the test that is about to judge them).
         let a_phi = if valid && firing[i] <= 0.0 { alpha[i] } else { 0.0 };
-        let cap = if next <= h { 50.0 } else { 20.0 } * phi[i].max(1.0);
+        let cap = phi[i].max(1.0) * if next <= h { 50.0 } else { 20.0 };
         phi[i] += a_phi * (r2.min(cap) - phi[i]);
         attn[i] |= if (next > h) | (firing[i] > 0.0) { bit } else { 0 };
     }
@@ -568,7 +568,7 @@ fn pool_rows(
         // Learn only while calm (within half the warning's z of the baseline): a slow leak
         // sampled once a minute climbs by a standard deviation or more per sample, and learning
         // the climb as normal would keep its z below the warning until the pool is full.
-        let quiet = valid && firing[i] <= 0.0 && !warn_now && !sat_now && z < 0.5 * warn_z;
+        let quiet = calm && firing[i] <= 0.0;
         let a = if quiet {
             alpha[i].max(1.0 / (n[i] + 1.0))
         } else {
