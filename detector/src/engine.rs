@@ -12,7 +12,9 @@ use arrow_array::{Array, PrimitiveArray, RecordBatch};
 
 use crate::alert::{alert_id, summary, AlertEvent, AlertKind, AlertState, Severity};
 use crate::config::{ConfigError, DetectorConfig, Params};
-use crate::kernels::{self, Common, LatencyCols, Marks, PoolCols, RatioCols, SuccessCols};
+use crate::kernels::{
+    self, Common, LatencyCols, Marks, PoolCols, RatioCols, SuccessCols, SuccessParams,
+};
 use crate::schema;
 use crate::series::{SeriesId, SeriesKey};
 use crate::state::{readable, to_f, SeriesState, F};
@@ -1116,19 +1118,24 @@ impl Detector {
         if attn & KIND_S != 0 {
             let st = &self.st;
             let (low, firing, clear, rate, lvl) = (
-                f64::from(st.s_low[s]),
+                st.s_low[s],
                 st.s_firing[s],
                 f64::from(st.s_clear[s]),
                 f64::from(st.s_rate[s]),
                 f64::from(st.s_lvl[s]),
             );
+            let (run_s, run_mu, var) = (st.s_run[s], st.s_runmu[s], st.s_var[s]);
             let cfg = &self.p.cfg.success_drop;
+            let k = SuccessParams::new(cfg);
             if firing <= 0.0 {
-                if warm && low >= f64::from(cfg.confirm_samples) {
+                if warm && k.significant(low, run_s, run_mu, var) {
                     let svc = self.service_of[s] as usize;
                     if self.conserved[svc] {
-                        // Traffic moved to sibling clusters: not a loss. Count it once per streak.
-                        if low == f64::from(cfg.confirm_samples) {
+                        // Traffic moved to sibling clusters: not a loss. Counted once per run:
+                        // on the sample that made it significant.
+                        let dt = rows.dt[i];
+                        let (prev_s, prev_mu) = (run_s - to_f(rate) * dt, run_mu - to_f(lvl) * dt);
+                        if !k.significant(low - 1.0, prev_s, prev_mu, var) {
                             self.stats.moves_suppressed += 1;
                         }
                     } else {
@@ -1220,7 +1227,6 @@ impl Detector {
     fn needs_attention(&self, s: usize) -> u32 {
         let st = &self.st;
         let c = &self.p.cfg;
-        let confirm_s = to_f(f64::from(c.success_drop.confirm_samples));
         let confirm_p = to_f(f64::from(c.db_pool.confirm_samples));
         let bit = |on: bool, b: u32| if on { b } else { 0 };
         bit(
@@ -1229,18 +1235,23 @@ impl Detector {
         ) | bit(
             st.r_cus[s] > to_f(c.retry.cusum_threshold) || st.r_firing[s] > 0.0,
             KIND_R,
-        ) | bit(st.s_low[s] >= confirm_s || st.s_firing[s] > 0.0, KIND_S)
-            | bit(
-                st.l_cus[s] > to_f(c.latency.cusum_h)
-                    || st.l_z[s] >= to_f(c.latency.spike_z)
-                    || st.l_firing[s] > 0.0,
-                KIND_L,
-            )
-            | bit(
-                st.p_warn[s] >= confirm_p || st.p_sat[s] >= confirm_p || st.p_firing[s] > 0.0,
-                KIND_P,
-            )
-            | bit(st.a_firing[s] > 0.0, KIND_A)
+        ) | bit(
+            SuccessParams::new(&c.success_drop).significant(
+                st.s_low[s],
+                st.s_run[s],
+                st.s_runmu[s],
+                st.s_var[s],
+            ) || st.s_firing[s] > 0.0,
+            KIND_S,
+        ) | bit(
+            st.l_cus[s] > to_f(c.latency.cusum_h)
+                || st.l_z[s] >= to_f(c.latency.spike_z)
+                || st.l_firing[s] > 0.0,
+            KIND_L,
+        ) | bit(
+            st.p_warn[s] >= confirm_p || st.p_sat[s] >= confirm_p || st.p_firing[s] > 0.0,
+            KIND_P,
+        ) | bit(st.a_firing[s] > 0.0, KIND_A)
     }
 
     /// Sets a kind's firing flag and restarts its clear time (telemetry has none).
@@ -1810,6 +1821,10 @@ fn run_kernels(
             w: &mut sc.s_w[r.clone()],
             var: &mut sc.s_var[r.clone()],
             low: &mut sc.s_low[r.clone()],
+            run_s: &mut sc.s_run[r.clone()],
+            run_mu: &mut sc.s_runmu[r.clone()],
+            fs: &mut sc.s_fs[r.clone()],
+            fmu: &mut sc.s_fmu[r.clone()],
             rate: &mut sc.s_rate[r.clone()],
             lvl: &mut sc.s_lvl[r.clone()],
             firing: &sc.s_firing[r.clone()],

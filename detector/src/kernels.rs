@@ -247,16 +247,58 @@ pub struct SuccessCols<'a> {
     pub w: &'a mut [F],
     pub var: &'a mut [F],
     pub low: &'a mut [F],
+    pub run_s: &'a mut [F],
+    pub run_mu: &'a mut [F],
+    pub fs: &'a mut [F],
+    pub fmu: &'a mut [F],
     pub rate: &'a mut [F],
     pub lvl: &'a mut [F],
     pub firing: &'a [F],
     pub clear: &'a mut [F],
 }
 
-/// Successful requests per second against a bias-corrected EWMA level. A sample is low when it
-/// is both `min_drop` below the level and `min_z` deviations below it (Poisson noise plus the
-/// series' own relative spread). Upward moves are clipped when learning, so a healthy surge
-/// (absorbed traffic) does not raise the level and make its end look like a loss.
+/// The success-drop thresholds as [`F`].
+#[derive(Debug, Clone, Copy)]
+pub struct SuccessParams {
+    min_drop: F,
+    min_z2: F,
+    confirm: F,
+}
+
+impl SuccessParams {
+    pub fn new(cfg: &SuccessDropConfig) -> Self {
+        Self {
+            min_drop: to_f(cfg.min_drop),
+            min_z2: to_f(cfg.min_z * cfg.min_z),
+            confirm: to_f(f64::from(cfg.confirm_samples)),
+        }
+    }
+
+    /// Whether a run of low samples that delivered `run_s` successful requests where the level
+    /// expected `run_mu` is a significant loss: at least `min_z` deviations short, the variance
+    /// being Poisson's (`run_mu`) plus the series' own relative variance `var`, taken as shared
+    /// by every sample of the run (a slow swing does not average out over a few samples). The
+    /// kernel and the candidate pass both call this, so they agree on every row.
+    #[inline(always)]
+    pub fn significant(&self, low: F, run_s: F, run_mu: F, var: F) -> bool {
+        low >= self.confirm && self.significant_by(run_s, run_mu, var, 1.0)
+    }
+
+    /// Whether the run is short by at least `sqrt(share) * min_z` deviations.
+    #[inline(always)]
+    fn significant_by(&self, run_s: F, run_mu: F, var: F, share: F) -> bool {
+        let deficit = run_mu - run_s;
+        deficit > 0.0 && deficit * deficit >= share * self.min_z2 * (run_mu + var * run_mu * run_mu)
+    }
+}
+
+/// Successful requests per interval against a bias-corrected EWMA level (per second). A sample
+/// is low when it is `min_drop` below the level; a run of `confirm_samples` or more low samples
+/// is a candidate when, pooled, it is `min_z` deviations short of the level
+/// ([`SuccessParams::significant`]). Pooling is what lets a quiet series be judged at all: at 20
+/// requests a sample even a total loss is only 4.5 deviations, and an 80% one 3.6, but three such
+/// samples are 6. Upward moves are clipped when learning, so a healthy surge (absorbed traffic)
+/// does not raise the level and make its end look like a loss.
 #[inline(always)]
 pub fn success(
     cfg: &SuccessDropConfig,
@@ -267,23 +309,47 @@ pub fn success(
     m: Marks<'_>,
 ) {
     success_rows(
-        cfg, c.dt, c.alpha, req, err, s.sum, s.w, s.var, s.low, s.rate, s.lvl, s.firing, s.clear,
-        m.attn, m.starts, m.bit,
+        &SuccessParams::new(cfg),
+        c.dt,
+        c.alpha,
+        c.fast_a,
+        req,
+        err,
+        s.sum,
+        s.w,
+        s.var,
+        s.low,
+        s.run_s,
+        s.run_mu,
+        s.fs,
+        s.fmu,
+        s.rate,
+        s.lvl,
+        s.firing,
+        s.clear,
+        m.attn,
+        m.starts,
+        m.bit,
     );
 }
 
 crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
 fn success_rows(
-    cfg: &SuccessDropConfig,
+    k: &SuccessParams,
     dt: &[F],
     alpha: &[F],
+    fast_a: &[F],
     req: &[F],
     err: &[F],
     sum: &mut [F],
     w: &mut [F],
     var: &mut [F],
     low: &mut [F],
+    run_s: &mut [F],
+    run_mu: &mut [F],
+    fs: &mut [F],
+    fmu: &mut [F],
     rate_o: &mut [F],
     lvl_o: &mut [F],
     firing: &[F],
@@ -293,40 +359,117 @@ fn success_rows(
     bit: u32,
 ) {
     let len = req.len();
-    let (err, dt, alpha) = (&err[..len], &dt[..len], &alpha[..len]);
+    let (err, dt, alpha, fast_a) = (&err[..len], &dt[..len], &alpha[..len], &fast_a[..len]);
     let (sum, w, var, low) = (
         &mut sum[..len],
         &mut w[..len],
         &mut var[..len],
         &mut low[..len],
     );
+    let (run_s, run_mu, fs, fmu) = (
+        &mut run_s[..len],
+        &mut run_mu[..len],
+        &mut fs[..len],
+        &mut fmu[..len],
+    );
     let (rate_o, lvl_o, firing) = (&mut rate_o[..len], &mut lvl_o[..len], &firing[..len]);
     let (clear, attn, starts) = (&mut clear[..len], &mut attn[..len], &mut starts[..len]);
-    let confirm = to_f(f64::from(cfg.confirm_samples));
-    let (min_drop, min_z) = (to_f(cfg.min_drop), to_f(cfg.min_z));
+    let min_drop = k.min_drop;
+    // Recovery is judged against half the drop. One sample can judge it when the margin is at
+    // least two Poisson deviations of the expected count; a quieter series is judged on its
+    // fast (30 s) EWMA instead, or noise would keep restarting the clear time and the alert
+    // would never resolve.
+    let margin = 0.5 * min_drop;
+    let precise_mu = 4.0 / (margin * margin);
     for i in 0..len {
         let (dti, low0, clear0, var0, fir) = (dt[i], low[i], clear[i], var[i], firing[i]);
-        let rate = (req[i] - err[i]).max(0.0) / dti;
+        let succ = (req[i] - err[i]).max(0.0);
+        let rate = succ / dti;
         let has_level = w[i] > 0.0;
         let lvl = if has_level { sum[i] / w[i] } else { rate };
+        let mu = lvl * dti;
         let rel = if lvl > 0.0 { rate / lvl - 1.0 } else { 0.0 };
-        let sd = (var0 + 1.0 / (lvl * dti).max(1.0)).sqrt();
-        let is_low = has_level && rel < -min_drop && rel < -min_z * sd;
+        let is_low = has_level && rel < -min_drop;
         starts[i] |= if is_low && low0 <= 0.0 { bit } else { 0 };
+        let continuing = low0 > 0.0;
+        let rs = if is_low {
+            if continuing {
+                run_s[i] + succ
+            } else {
+                succ
+            }
+        } else {
+            0.0
+        };
+        let rm = if is_low {
+            if continuing {
+                run_mu[i] + mu
+            } else {
+                mu
+            }
+        } else {
+            0.0
+        };
         let low1 = if is_low { low0 + 1.0 } else { 0.0 };
         low[i] = low1;
-        let recovered = rel > -0.5 * min_drop;
+        run_s[i] = rs;
+        run_mu[i] = rm;
+        let af = fast_a[i];
+        let fs1 = fs[i] + af * (succ - fs[i]);
+        let fmu1 = fmu[i] + af * (mu - fmu[i]);
+        fs[i] = fs1;
+        fmu[i] = fmu1;
+        let back = rel > -margin;
+        let recovered = if mu >= precise_mu {
+            back
+        } else {
+            fs1 > (1.0 - margin) * fmu1
+        };
         clear[i] = if recovered { clear0 + dti } else { 0.0 };
-        let quiet = fir <= 0.0 && recovered;
+        // The level learns only while quiet (not firing, and this sample back near the level),
+        // so an incident is not absorbed. On a quiet series one sample cannot tell: leaving out
+        // each one that happens to fall low would bias the level up, and every run of low samples
+        // would then look short of it. There it learns from every sample but those of a run
+        // already half as significant as a page needs.
+        let settled = if mu >= precise_mu {
+            back
+        } else {
+            !k.significant_by(rs, rm, var0, 0.25)
+        };
+        let quiet = fir <= 0.0 && settled;
         let a = if quiet { alpha[i] } else { 0.0 };
-        let learn_rate = if has_level { rate.min(lvl * 1.2) } else { rate };
+        // A surge is learned only up to 20% above the level, or three Poisson deviations on a
+        // quiet series (where a sample 20% up is noise, and clipping it would bias the level
+        // down).
+        let ceiling = (lvl * 1.2).max(lvl + 3.0 * mu.max(0.0).sqrt() / dti);
+        let learn_rate = if has_level { rate.min(ceiling) } else { rate };
         sum[i] = sum[i] * (1.0 - a) + if quiet { learn_rate } else { 0.0 };
         w[i] = w[i] * (1.0 - a) + if quiet { 1.0 } else { 0.0 };
-        let dev = rel.clamp(-1.0, 1.0);
-        var[i] = var0 + if has_level { a * (dev * dev - var0) } else { 0.0 };
+        // The relative variance beyond Poisson's learns from every sample while not firing:
+        // learning only from samples near the level would leave out the very dips that make a
+        // bursty series (or one whose level lags a steep diurnal decline) look like a loss. One
+        // squared deviation counts for at most 50 times the variance expected (the estimate,
+        // floored at a 5% spread, plus Poisson's), and one more than half the drop down for at
+        // most 10 times, so the slide into a real loss barely widens the test about to judge it.
+        // The sample's own count estimates its Poisson part: (s - mu)^2 - s is unbiased for the
+        // variance beyond Poisson's plus the level's error squared (the level's expected
+        // Poisson variance, mu, would overstate it whenever the level lags above the truth).
+        let m1 = mu.max(1.0);
+        // (A plain mean until the EWMA's weight takes over: an estimate that starts from zero
+        // would still be a third short of the truth an hour after warm-up.)
+        let a_var = if has_level && fir <= 0.0 {
+            alpha[i].max(1.0 / (w[i] + 1.0))
+        } else {
+            0.0
+        };
+        let cap = (var0.max(0.0025) + 1.0 / m1) * if back { 50.0 } else { 10.0 };
+        let excess = (rel * rel).min(cap) - succ / (m1 * m1);
+        let var1 = (var0 + a_var * (excess - var0)).max(0.0);
+        var[i] = var1;
         rate_o[i] = rate;
         lvl_o[i] = lvl;
-        attn[i] |= if (low1 >= confirm) | (fir > 0.0) { bit } else { 0 };
+        let candidate = k.significant(low1, rs, rm, var1);
+        attn[i] |= if candidate | (fir > 0.0) { bit } else { 0 };
     }
 }
 }
