@@ -935,18 +935,20 @@ impl Detector {
             b = e;
         }
 
+        // The start times of the runs that started in this tick (rare: the kernels only flag
+        // them, and a pass over every row's five f64 start times would cost more than they do).
+        mark_run_starts(&mut self.st, &rows.sid, &rows.dt, &self.flags.starts, tsf);
+
         // Fleet-level view of the tick: per service, is the total success rate conserved?
         if full {
-            self.svc_rate.iter_mut().for_each(|v| *v = 0.0);
-            self.svc_lvl.iter_mut().for_each(|v| *v = 0.0);
-            let (rate, lvl, service_of) = (&self.st.s_rate, &self.st.s_lvl, &self.service_of);
-            let (svc_rate, svc_lvl) = (&mut self.svc_rate, &mut self.svc_lvl);
-            for &s in &rows.sid {
-                let s = s as usize;
-                let svc = service_of[s] as usize;
-                svc_rate[svc] += f64::from(rate[s]);
-                svc_lvl[svc] += f64::from(lvl[s]);
-            }
+            service_totals(
+                &rows.sid,
+                &self.service_of,
+                &self.st.s_rate,
+                &self.st.s_lvl,
+                &mut self.svc_rate,
+                &mut self.svc_lvl,
+            );
             // A service's own total is the reference: per-cluster baselines can be stale (frozen
             // by an incident, or raised by a long surge) while users' demand is not.
             let tol = cfg.success_drop.conserved_tolerance;
@@ -1883,19 +1885,12 @@ fn run_kernels(
     );
     tally(
         tsf,
-        rows.dt,
         rows.req,
         rows.err,
         rows.retries,
         rows.pool_pending,
-        &*starts,
         &mut *attn,
         &sc.a_firing[r.clone()],
-        &mut sc.e_runstart[r.clone()],
-        &mut sc.r_runstart[r.clone()],
-        &mut sc.s_runstart[r.clone()],
-        &mut sc.l_runstart[r.clone()],
-        &mut sc.p_runstart[r.clone()],
         &mut sc.t_req[r.clone()],
         &mut sc.t_err[r.clone()],
         &mut sc.t_retries[r.clone()],
@@ -1906,28 +1901,19 @@ fn run_kernels(
 }
 
 crate::isa::multiversion! {
-/// The per-row bookkeeping after the kernels, in one pass: the start time of the runs that
-/// started in this tick (the start of the row's interval; the kernels only flag them, as a
-/// column of f64 times in their loops would halve their vector width), attention for a series
-/// marked absent that reported (the candidate pass resolves it), the cumulative counts (f64
-/// sums of whole numbers: exact up to 2^53), the pool's waiters, samples seen and the newest
-/// event time.
+/// The per-row bookkeeping after the kernels, in one pass: attention for a series marked
+/// absent that reported (the candidate pass resolves it), the cumulative counts (f64 sums of
+/// whole numbers: exact up to 2^53), the pool's waiters, samples seen and the newest event
+/// time.
 #[allow(clippy::too_many_arguments)]
 fn tally(
     ts: f64,
-    dt: &[F],
     req: &[F],
     err: &[F],
     retries: &[F],
     pending: &[F],
-    starts: &[u32],
     attn: &mut [u32],
     a_firing: &[F],
-    e_runstart: &mut [f64],
-    r_runstart: &mut [f64],
-    s_runstart: &mut [f64],
-    l_runstart: &mut [f64],
-    p_runstart: &mut [f64],
     t_req: &mut [f64],
     t_err: &mut [f64],
     t_retries: &mut [f64],
@@ -1935,35 +1921,12 @@ fn tally(
     seen: &mut [F],
     last_ts: &mut [f64],
 ) {
-    let n = dt.len();
-    let (req, err, retries, pending) = (&req[..n], &err[..n], &retries[..n], &pending[..n]);
-    let (starts, attn, a_firing) = (&starts[..n], &mut attn[..n], &a_firing[..n]);
-    let (e_runstart, r_runstart, s_runstart) = (
-        &mut e_runstart[..n],
-        &mut r_runstart[..n],
-        &mut s_runstart[..n],
-    );
-    let (l_runstart, p_runstart) = (&mut l_runstart[..n], &mut p_runstart[..n]);
+    let n = req.len();
+    let (err, retries, pending) = (&err[..n], &retries[..n], &pending[..n]);
+    let (attn, a_firing) = (&mut attn[..n], &a_firing[..n]);
     let (t_req, t_err, t_retries) = (&mut t_req[..n], &mut t_err[..n], &mut t_retries[..n]);
     let (p_pending, seen, last_ts) = (&mut p_pending[..n], &mut seen[..n], &mut last_ts[..n]);
     for i in 0..n {
-        let t0 = ts - f64::from(dt[i]) * 1000.0;
-        let f = starts[i];
-        if f & KIND_E != 0 {
-            e_runstart[i] = t0;
-        }
-        if f & KIND_R != 0 {
-            r_runstart[i] = t0;
-        }
-        if f & KIND_S != 0 {
-            s_runstart[i] = t0;
-        }
-        if f & KIND_L != 0 {
-            l_runstart[i] = t0;
-        }
-        if f & KIND_P != 0 {
-            p_runstart[i] = t0;
-        }
         attn[i] |= if a_firing[i] > 0.0 { KIND_A } else { 0 };
         t_req[i] += f64::from(req[i]);
         t_err[i] += f64::from(err[i]);
@@ -1978,4 +1941,55 @@ fn tally(
         last_ts[i] = ts;
     }
 }
+}
+
+/// Writes the start time of each run that started in a tick (the start of the row's interval)
+/// where `starts` flags one. Most rows flag none: they are skipped 64 at a time.
+fn mark_run_starts(st: &mut SeriesState, sids: &[u32], dt: &[F], starts: &[u32], ts: f64) {
+    const SCAN: usize = 64;
+    for (c, flags) in starts.chunks(SCAN).enumerate() {
+        if flags.iter().fold(0, |acc, &f| acc | f) == 0 {
+            continue;
+        }
+        for (j, &f) in flags.iter().enumerate() {
+            if f == 0 {
+                continue;
+            }
+            let i = c * SCAN + j;
+            let s = sids[i] as usize;
+            let t0 = ts - f64::from(dt[i]) * 1000.0;
+            for (bit, col) in [
+                (KIND_E, &mut st.e_runstart),
+                (KIND_R, &mut st.r_runstart),
+                (KIND_S, &mut st.s_runstart),
+                (KIND_L, &mut st.l_runstart),
+                (KIND_P, &mut st.p_runstart),
+            ] {
+                if f & bit != 0 {
+                    col[s] = t0;
+                }
+            }
+        }
+    }
+}
+
+/// Sums the success rate and its level per service over a tick's rows (`svc_rate`,
+/// `svc_lvl`, zeroed first). Its own function so the columns are slices the compiler knows
+/// apart, rather than fields it would reload on every row.
+fn service_totals(
+    sids: &[u32],
+    service_of: &[u32],
+    rate: &[F],
+    lvl: &[F],
+    svc_rate: &mut [f64],
+    svc_lvl: &mut [f64],
+) {
+    svc_rate.fill(0.0);
+    svc_lvl.fill(0.0);
+    for &s in sids {
+        let s = s as usize;
+        let svc = service_of[s] as usize;
+        svc_rate[svc] += f64::from(rate[s]);
+        svc_lvl[svc] += f64::from(lvl[s]);
+    }
 }
