@@ -69,11 +69,13 @@ pub struct RatioConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SuccessDropConfig {
-    /// Successful requests/s must fall below `(1 - min_drop) x baseline`.
+    /// A sample is low when its successful requests/s fall below `(1 - min_drop) x baseline`.
     pub min_drop: f64,
-    /// ... and be this many standard deviations below it (noise-aware, Poisson + observed spread).
+    /// A run of low samples pages when, pooled, it is this many standard deviations short of
+    /// the baseline (Poisson noise plus the series' own relative variance, taken as shared by
+    /// the whole run).
     pub min_z: f64,
-    /// Consecutive samples that must agree before paging.
+    /// Low samples in a row needed before paging.
     pub confirm_samples: u32,
     /// If the service's total success rate across its reporting clusters stays within this
     /// fraction of its total baseline, a cluster's drop is traffic moved, not lost.
