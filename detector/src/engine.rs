@@ -993,27 +993,17 @@ impl Detector {
         for (i, &sid) in rows.sid.iter().enumerate() {
             debug_assert_eq!(self.flags.attn[i], self.needs_attention(sid as usize));
         }
-        // Most rows have nothing flagged: skip them 64 at a time.
-        const SCAN: usize = 64;
-        for c in (0..rows.len()).step_by(SCAN) {
-            let e = (c + SCAN).min(rows.len());
-            if self.flags.attn[c..e].iter().fold(0, |acc, &a| acc | a) == 0 {
-                continue;
-            }
-            for (i, &sid) in rows.sid.iter().enumerate().take(e).skip(c) {
-                let attn = self.flags.attn[i];
-                if attn == 0 {
-                    continue;
-                }
-                let from = self.tick_events.len();
-                self.evaluate_row(i, sid, attn, ts, rows);
-                if !full {
-                    // Late samples, evaluated together but reported one by one in arrival
-                    // order.
-                    self.tick_events[from..].sort_by(event_order);
-                }
+        // (Taken out for the loop: `evaluate_row` needs the detector, and never reads them.)
+        let attn = std::mem::take(&mut self.flags.attn);
+        for (i, a) in flagged(&attn) {
+            let from = self.tick_events.len();
+            self.evaluate_row(i, rows.sid[i], a, ts, rows);
+            if !full {
+                // Late samples, evaluated together but reported one by one in arrival order.
+                self.tick_events[from..].sort_by(event_order);
             }
         }
+        self.flags.attn = attn;
         if full {
             self.check_absent(ts);
         }
@@ -1943,31 +1933,38 @@ fn tally(
 }
 }
 
-/// Writes the start time of each run that started in a tick (the start of the row's interval)
-/// where `starts` flags one. Most rows flag none: they are skipped 64 at a time.
-fn mark_run_starts(st: &mut SeriesState, sids: &[u32], dt: &[F], starts: &[u32], ts: f64) {
+/// The rows with a flag set in `flags`, with their flags, in order. Most rows have none: they
+/// are skipped 64 at a time.
+fn flagged(flags: &[u32]) -> impl Iterator<Item = (usize, u32)> + '_ {
     const SCAN: usize = 64;
-    for (c, flags) in starts.chunks(SCAN).enumerate() {
-        if flags.iter().fold(0, |acc, &f| acc | f) == 0 {
-            continue;
-        }
-        for (j, &f) in flags.iter().enumerate() {
-            if f == 0 {
-                continue;
-            }
-            let i = c * SCAN + j;
-            let s = sids[i] as usize;
-            let t0 = ts - f64::from(dt[i]) * 1000.0;
-            for (bit, col) in [
-                (KIND_E, &mut st.e_runstart),
-                (KIND_R, &mut st.r_runstart),
-                (KIND_S, &mut st.s_runstart),
-                (KIND_L, &mut st.l_runstart),
-                (KIND_P, &mut st.p_runstart),
-            ] {
-                if f & bit != 0 {
-                    col[s] = t0;
-                }
+    flags
+        .chunks(SCAN)
+        .enumerate()
+        .filter(|(_, chunk)| chunk.iter().fold(0, |acc, &f| acc | f) != 0)
+        .flat_map(|(c, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .filter(|&(_, &f)| f != 0)
+                .map(move |(j, &f)| (c * SCAN + j, f))
+        })
+}
+
+/// Writes the start time of each run that started in a tick (the start of the row's interval)
+/// where `starts` flags one.
+fn mark_run_starts(st: &mut SeriesState, sids: &[u32], dt: &[F], starts: &[u32], ts: f64) {
+    for (i, f) in flagged(starts) {
+        let s = sids[i] as usize;
+        let t0 = ts - f64::from(dt[i]) * 1000.0;
+        for (bit, col) in [
+            (KIND_E, &mut st.e_runstart),
+            (KIND_R, &mut st.r_runstart),
+            (KIND_S, &mut st.s_runstart),
+            (KIND_L, &mut st.l_runstart),
+            (KIND_P, &mut st.p_runstart),
+        ] {
+            if f & bit != 0 {
+                col[s] = t0;
             }
         }
     }

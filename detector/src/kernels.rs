@@ -420,7 +420,8 @@ fn success_rows(
         fs[i] = fs1;
         fmu[i] = fmu1;
         let back = rel > -margin;
-        let recovered = if mu >= precise_mu {
+        let precise = mu >= precise_mu;
+        let recovered = if precise {
             back
         } else {
             fs1 > (1.0 - margin) * fmu1
@@ -431,7 +432,7 @@ fn success_rows(
         // each one that happens to fall low would bias the level up, and every run of low samples
         // would then look short of it. There it learns from every sample but those of a run
         // already half as significant as a page needs.
-        let settled = if mu >= precise_mu {
+        let settled = if precise {
             back
         } else {
             !k.significant_by(rs, rm, var0, 0.25)
