@@ -11,6 +11,7 @@ use arrow_array::types::{
 use arrow_array::{Array, PrimitiveArray, RecordBatch};
 
 use crate::alert::{alert_id, summary, AlertEvent, AlertKind, AlertState, Severity};
+use crate::clock::FleetClock;
 use crate::config::{ConfigError, DetectorConfig, Params};
 use crate::kernels::{
     self, Common, LatencyCols, Marks, PoolCols, RatioCols, SuccessCols, SuccessParams,
@@ -273,7 +274,13 @@ pub struct Detector {
     /// Rows buffered in `pending`.
     open_rows: usize,
     spare_rows: Vec<Rows>,
+    /// Newest event time seen.
     max_ts: i64,
+    /// The time the watermark follows, robust to a few series running ahead (see
+    /// [`crate::clock`]); rebuilt from `newest_buffered` on restore.
+    fleet_clock: FleetClock,
+    /// Event time [`Detector::advance_to`] moved the watermark to (`NONE_TS`: never).
+    advanced: i64,
     /// Event time every input has delivered up to (see [`Detector::set_frontier`]);
     /// `NO_FRONTIER` when no hold is set.
     frontier: i64,
@@ -371,6 +378,8 @@ impl Detector {
             open_rows: 0,
             spare_rows: Vec::new(),
             max_ts: NONE_TS,
+            fleet_clock: FleetClock::default(),
+            advanced: NONE_TS,
             frontier: NO_FRONTIER,
             closed_ts: NONE_TS,
             conserved: Vec::new(),
@@ -469,6 +478,7 @@ impl Detector {
         d.stats = snap.stats;
         d.prev_sids = snap.prev_sids;
         d.late_mark = vec![0; n.div_ceil(64)];
+        d.fleet_clock.resize(n, &d.newest_buffered, d.max_ts);
         Ok(d)
     }
 
@@ -524,9 +534,13 @@ impl Detector {
         }
     }
 
-    /// The event time the watermark follows: the newest seen, held back to the frontier.
+    /// The event time the watermark follows: the fleet's (the newest seen, unless only a few
+    /// series are that far ahead: [`crate::clock`]), held back to the frontier.
     fn clock(&self) -> i64 {
-        self.max_ts.min(self.frontier)
+        self.fleet_clock
+            .time(self.max_ts)
+            .max(self.advanced)
+            .min(self.frontier)
     }
 
     /// Registers series keys `self.series_count()..keys.len()` (ids are positions in `keys`).
@@ -560,6 +574,8 @@ impl Detector {
         self.newest_buffered.resize(n, NONE_TS);
         self.expected.resize(n, false);
         self.late_mark.resize(n.div_ceil(64), 0);
+        self.fleet_clock
+            .resize(n, &self.newest_buffered, self.max_ts);
         let ns = self.services.len();
         self.conserved.resize(ns, false);
         self.svc_rate.resize(ns, 0.0);
@@ -669,6 +685,7 @@ impl Detector {
     fn open_run(&mut self, sids: &[u32], tss: &[i64], start: usize) -> Option<(usize, usize)> {
         let ts = tss[start];
         if self.max_ts == NONE_TS
+            || !self.fleet_clock.settled(ts)
             || ts < self.clock().saturating_sub(self.p.lateness_ms)
             || ts <= self.closed_ts
         {
@@ -733,6 +750,7 @@ impl Detector {
     pub fn advance_to(&mut self, event_time_ms: i64, out: &mut Vec<AlertEvent>) {
         if event_time_ms > self.max_ts {
             self.max_ts = event_time_ms;
+            self.advanced = event_time_ms;
             self.close_ready(out);
         }
     }
@@ -740,6 +758,12 @@ impl Detector {
     fn push_row(&mut self, r: &Row, out: &mut Vec<AlertEvent>) {
         self.stats.samples += 1;
         let s = r.sid as usize;
+        // Where this series' clock is, before judging the sample against the fleet's: a late
+        // sample still says its series is reporting (or the fleet's clock could stay with a
+        // series running ahead, everyone else's samples judged late).
+        if !self.fleet_clock.settled(r.ts) {
+            self.fleet_clock.note(r.sid, r.ts, self.max_ts.max(r.ts));
+        }
         let watermark = self.clock().saturating_sub(self.p.lateness_ms);
         if self.max_ts != NONE_TS && r.ts < watermark {
             self.stats.too_late += 1;
@@ -828,9 +852,9 @@ impl Detector {
             let by_watermark = front.ts < clock.saturating_sub(self.p.lateness_ms)
                 || (self.p.lateness_ms == 0 && front.ts < clock);
             let complete = self.expected_count > 0 && front.hits >= self.expected_count;
-            // Held for inputs behind (`set_frontier`), but buffering too much.
-            let over =
-                self.frontier < self.max_ts && self.open_rows as u64 > self.p.cfg.max_held_samples;
+            // Held (for inputs behind, `set_frontier`, or for the fleet behind a few series
+            // running ahead), but buffering too much.
+            let over = clock < self.max_ts && self.open_rows as u64 > self.p.cfg.max_held_samples;
             if !(by_watermark || complete || over) {
                 return;
             }
@@ -1005,7 +1029,9 @@ impl Detector {
         }
         self.flags.attn = attn;
         if full {
-            self.check_absent(ts);
+            // Against the fleet's clock: a tick ahead of it (only a few series were that far,
+            // closed at the end of a stream) says nothing of the others' absence.
+            self.check_absent(ts.min(self.clock()));
         }
     }
 

@@ -1432,3 +1432,80 @@ fn quiet_series_through_steep_daily_swings_or_bursty_traffic_do_not_report_a_los
         assert!(pages.is_empty(), "{name}: {pages:#?}");
     }
 }
+
+#[test]
+fn a_series_whose_clock_runs_ahead_does_not_blind_the_detector_to_the_others() {
+    // Series 4's producer stamps its samples 5 minutes (30 ticks) fast. The fleet's alerts
+    // (c0 failing, series 5 going silent) must be those of the same samples delivered in
+    // event-time order, with nothing judged too late and no one else reported absent.
+    let keys = keys(6, 2);
+    let skew = 30 * STEP;
+    let rows: Vec<S> = incident_rows()
+        .into_iter()
+        .map(|r| S {
+            ts: r.ts + if r.sid == 4 { skew } else { 0 },
+            ..r
+        })
+        .collect();
+    let mut in_order = rows.clone();
+    in_order.sort_by_key(|r| r.ts);
+    // As delivered: each sample when it was taken, whatever its stamp says.
+    let arrival = |r: &S| r.ts - if r.sid == 4 { skew } else { 0 };
+    let mut delivered = rows.clone();
+    delivered.sort_by_key(arrival);
+
+    let want = run(&keys, &in_order);
+    let mut d = Detector::new(DetectorConfig::default()).unwrap();
+    let mut got = Vec::new();
+    for c in delivered.chunks(64) {
+        d.push_batch(&batch(c), &keys, &mut got).unwrap();
+    }
+    d.finish(&mut got);
+    let stats = d.stats();
+    assert_eq!(stats.too_late, 0);
+    assert_eq!(stats.processed as usize, rows.len());
+    // In event-time order, the last 30 ticks hold series 4 alone, and the others are
+    // reported absent then: only the fast series says time went on, so that is not compared.
+    let others_end = rows
+        .iter()
+        .filter(|r| r.sid != 4)
+        .map(|r| r.ts)
+        .max()
+        .unwrap();
+    let want: Vec<AlertEvent> = want
+        .into_iter()
+        .filter(|e| e.detected_at <= others_end)
+        .collect();
+    assert!(firing(&want)
+        .iter()
+        .any(|e| e.kind == AlertKind::ErrorRateSpike));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_fleet_all_but_gone_dark_is_still_reported_absent() {
+    // Six series (quorum 2): at ONSET all but series 0 stop reporting for good. The one left
+    // moves the clock once the quorum has stood still for the stall time, so the five are
+    // reported absent, that much later than a third of the fleet going dark would be.
+    let keys = keys(6, 2);
+    let rows = simulate(6, ONSET + 200, 5, |s, t| Shape {
+        present: s == 0 || t < ONSET,
+        ..Shape::default()
+    });
+    let events = run(&keys, &rows);
+    let fired = firing(&events);
+    let stall_ticks = crate::clock::STALL_MS / STEP;
+    for (s, k) in keys.iter().enumerate().skip(1) {
+        let hit = fired
+            .iter()
+            .find(|e| e.cluster == k.cluster && e.service == k.service)
+            .unwrap_or_else(|| panic!("series {s} not reported: {events:#?}"));
+        assert_eq!(hit.kind, AlertKind::TelemetryAbsent);
+        let t = tick_of(hit.detected_at);
+        assert!(
+            (ONSET..=ONSET + stall_ticks + 3).contains(&t),
+            "series {s} at {t}"
+        );
+    }
+    assert_eq!(fired.len(), 5, "{events:#?}");
+}
