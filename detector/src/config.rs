@@ -93,8 +93,16 @@ pub struct LatencyConfig {
     pub cusum_k: f64,
     pub cusum_h: f64,
     /// Single-sample rule: a sample this many deviations above baseline (and past the practical
-    /// floor) fires at once, without waiting for the CUSUM.
+    /// floor) fires at once, without waiting for the CUSUM, if its p50 moved with it (see
+    /// `spike_min_p50_factor`). It is also the most one sample counts for in the CUSUM, so with
+    /// `cusum_h` above `spike_z - cusum_k` one noisy sample cannot page through the CUSUM.
     pub spike_z: f64,
+    /// The single-sample rule needs the sample's p50 at least this multiple of its own
+    /// baseline: the body of the distribution got slower, not only its tail. A p99 over a few
+    /// hundred requests jumps two- or fourfold whenever a handful of them are slow, and one such
+    /// sample is how a healthy series looks. A rise in the p99 alone pages through the CUSUM
+    /// (two samples at `spike_z`). Samples without a p50 never take the single-sample rule.
+    pub spike_min_p50_factor: f64,
     /// Floor of the log-p99 standard deviation, so a very steady series is not hair-triggered.
     pub min_log_sd: f64,
     /// Samples with fewer requests carry no usable p99 (it is little more than the slowest of a
@@ -195,6 +203,7 @@ impl Default for LatencyConfig {
             cusum_k: 1.5,
             cusum_h: 8.0,
             spike_z: 6.0,
+            spike_min_p50_factor: 1.2,
             min_log_sd: 0.05,
             min_requests: 50.0,
             min_samples: 30.0,
@@ -376,6 +385,12 @@ impl DetectorConfig {
         )?;
         check("latency.cusum_h", l.cusum_h, l.cusum_h > 0.0, "must be > 0")?;
         check("latency.spike_z", l.spike_z, l.spike_z > 0.0, "must be > 0")?;
+        check(
+            "latency.spike_min_p50_factor",
+            l.spike_min_p50_factor,
+            l.spike_min_p50_factor >= 1.0,
+            "must be >= 1",
+        )?;
         check(
             "latency.min_log_sd",
             l.min_log_sd,

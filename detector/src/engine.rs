@@ -65,6 +65,7 @@ struct Rows {
     req: Vec<F>,
     err: Vec<F>,
     retries: Vec<F>,
+    p50: Vec<F>,
     p99: Vec<F>,
     pool_active: Vec<F>,
     pool_max: Vec<F>,
@@ -79,6 +80,7 @@ struct Row {
     req: F,
     err: F,
     retries: F,
+    p50: F,
     p99: F,
     pool_active: F,
     pool_max: F,
@@ -92,6 +94,7 @@ impl Rows {
         self.req.push(r.req);
         self.err.push(r.err);
         self.retries.push(r.retries);
+        self.p50.push(r.p50);
         self.p99.push(r.p99);
         self.pool_active.push(r.pool_active);
         self.pool_max.push(r.pool_max);
@@ -104,6 +107,7 @@ impl Rows {
         self.req.clear();
         self.err.clear();
         self.retries.clear();
+        self.p50.clear();
         self.p99.clear();
         self.pool_active.clear();
         self.pool_max.clear();
@@ -152,6 +156,7 @@ impl Rows {
             (&mut out.req, &self.req),
             (&mut out.err, &self.err),
             (&mut out.retries, &self.retries),
+            (&mut out.p50, &self.p50),
             (&mut out.p99, &self.p99),
             (&mut out.pool_active, &self.pool_active),
             (&mut out.pool_max, &self.pool_max),
@@ -169,6 +174,7 @@ impl Rows {
             req: &self.req[r.clone()],
             err: &self.err[r.clone()],
             retries: &self.retries[r.clone()],
+            p50: &self.p50[r.clone()],
             p99: &self.p99[r.clone()],
             pool_active: &self.pool_active[r.clone()],
             pool_max: &self.pool_max[r.clone()],
@@ -184,6 +190,7 @@ struct Block<'a> {
     req: &'a [F],
     err: &'a [F],
     retries: &'a [F],
+    p50: &'a [F],
     p99: &'a [F],
     pool_active: &'a [F],
     pool_max: &'a [F],
@@ -610,6 +617,7 @@ impl Detector {
             req: schema::column::<UInt64Type>(batch, schema::REQUESTS)?,
             err: schema::column::<UInt64Type>(batch, schema::ERRORS)?,
             retries: schema::column::<UInt64Type>(batch, schema::RETRIES)?,
+            p50: schema::column::<Float64Type>(batch, schema::LATENCY_P50_MS)?,
             p99: schema::column::<Float64Type>(batch, schema::LATENCY_P99_MS)?,
             pool_active: schema::column::<UInt32Type>(batch, schema::DB_POOL_ACTIVE)?,
             pool_max: schema::column::<UInt32Type>(batch, schema::DB_POOL_MAX)?,
@@ -1479,6 +1487,7 @@ struct BatchCols<'a> {
     req: &'a PrimitiveArray<UInt64Type>,
     err: &'a PrimitiveArray<UInt64Type>,
     retries: &'a PrimitiveArray<UInt64Type>,
+    p50: &'a PrimitiveArray<Float64Type>,
     p99: &'a PrimitiveArray<Float64Type>,
     pool_active: &'a PrimitiveArray<UInt32Type>,
     pool_max: &'a PrimitiveArray<UInt32Type>,
@@ -1503,6 +1512,7 @@ impl BatchCols<'_> {
                 convert::count(self.retries.value(i)),
                 F::NAN,
             ),
+            p50: or(self.p50.is_valid(i), to_f(self.p50.value(i)), F::NAN),
             p99: or(self.p99.is_valid(i), to_f(self.p99.value(i)), F::NAN),
             pool_active: or(
                 self.pool_active.is_valid(i),
@@ -1532,8 +1542,10 @@ impl BatchCols<'_> {
         convert::u64s(&mut rows.err, &self.err.values()[r.clone()]);
         convert::u64s(&mut rows.retries, &self.retries.values()[r.clone()]);
         patch_nulls(&mut rows.retries[start..], self.retries, r.clone(), F::NAN);
-        convert::f64s(&mut rows.p99, &self.p99.values()[r.clone()]);
-        patch_nulls(&mut rows.p99[start..], self.p99, r.clone(), F::NAN);
+        for (out, a) in [(&mut rows.p50, self.p50), (&mut rows.p99, self.p99)] {
+            convert::f64s(out, &a.values()[r.clone()]);
+            patch_nulls(&mut out[start..], a, r.clone(), F::NAN);
+        }
         for (out, a, null) in [
             (&mut rows.pool_active, self.pool_active, F::NAN),
             (&mut rows.pool_max, self.pool_max, F::NAN),
@@ -1858,9 +1870,11 @@ fn run_kernels(
         &cfg.latency,
         &common,
         rows.p99,
+        rows.p50,
         rows.req,
         LatencyCols {
             m: &mut sc.l_m[r.clone()],
+            m50: &mut sc.l_m50[r.clone()],
             v: &mut sc.l_v[r.clone()],
             n: &mut sc.l_n[r.clone()],
             cus: &mut sc.l_cus[r.clone()],

@@ -479,6 +479,7 @@ fn success_rows(
 #[derive(Debug)]
 pub struct LatencyCols<'a> {
     pub m: &'a mut [F],
+    pub m50: &'a mut [F],
     pub v: &'a mut [F],
     pub n: &'a mut [F],
     pub cus: &'a mut [F],
@@ -488,21 +489,25 @@ pub struct LatencyCols<'a> {
     pub z: &'a mut [F],
 }
 
-/// CUSUM on the z-score of log p99 against an EWMA mean/variance of log p99. Samples with too few
-/// requests (p99 of a handful of calls is noise) or no p99 are skipped. The z-score of the
-/// latest sample is kept too, for the single-sample rule that catches sharp regressions at once.
+/// CUSUM on the z-score of log p99 against an EWMA mean/variance of log p99, each sample
+/// counting for at most `spike_z` deviations (so one sample never pages through it). Samples
+/// with too few requests (p99 of a handful of calls is noise) or no p99 are skipped. The
+/// single-sample rule, which catches sharp regressions at once, reads the z-score kept for the
+/// latest sample: kept only when the p50 moved with the p99 (the body of the distribution got
+/// slower, not only its tail), else 0.
 #[inline(always)]
 pub fn latency(
     cfg: &LatencyConfig,
     c: &Common<'_>,
     p99: &[F],
+    p50: &[F],
     req: &[F],
     s: LatencyCols<'_>,
     m: Marks<'_>,
 ) {
     latency_rows(
-        cfg, c.dt, c.alpha, c.warm, p99, req, s.m, s.v, s.n, s.cus, s.last, s.firing, s.clear, s.z,
-        m.attn, m.starts, m.bit,
+        cfg, c.dt, c.alpha, c.warm, p99, p50, req, s.m, s.m50, s.v, s.n, s.cus, s.last, s.firing,
+        s.clear, s.z, m.attn, m.starts, m.bit,
     );
 }
 
@@ -514,8 +519,10 @@ fn latency_rows(
     alpha: &[F],
     warm: &[F],
     p99: &[F],
+    p50: &[F],
     req: &[F],
     m: &mut [F],
+    m50: &mut [F],
     v: &mut [F],
     n: &mut [F],
     cus: &mut [F],
@@ -530,6 +537,7 @@ fn latency_rows(
     let len = p99.len();
     let (req, dt, alpha, warm) = (&req[..len], &dt[..len], &alpha[..len], &warm[..len]);
     let (m, v, n, cus) = (&mut m[..len], &mut v[..len], &mut n[..len], &mut cus[..len]);
+    let (p50, m50) = (&p50[..len], &mut m50[..len]);
     let (last, firing, clear, starts) = (
         &mut last[..len],
         &firing[..len],
@@ -541,6 +549,7 @@ fn latency_rows(
     let ln_clear = fast_ln(to_f(1.0 + 0.5 * (cfg.min_factor - 1.0)));
     let (min_requests, cusum_k) = (to_f(cfg.min_requests), to_f(cfg.cusum_k));
     let (cusum_h, spike_z) = (to_f(cfg.cusum_h), to_f(cfg.spike_z));
+    let ln_body = fast_ln(to_f(cfg.spike_min_p50_factor));
     for i in 0..len {
         let p = p99[i];
         let valid = p.is_finite() && p > 0.0 && req[i] >= min_requests;
@@ -555,7 +564,7 @@ fn latency_rows(
         let z = dev / sd;
         let prev = cus[i];
         let next = if valid && warm[i] > 0.0 {
-            (prev + z - cusum_k).clamp(0.0, 1e12)
+            (prev + z.min(spike_z) - cusum_k).clamp(0.0, 1e12)
         } else {
             prev
         };
@@ -570,24 +579,42 @@ fn latency_rows(
         } else {
             clear[i]
         };
-        let quiet = valid && firing[i] <= 0.0 && z < 3.0;
-        let a = if quiet {
+        // Learn from every sample while not firing. Leaving out the samples far above the
+        // mean would leave out the very tail that makes a p99 noisy (a p99 over a few hundred
+        // requests jumps two- or threefold whenever a handful of them are slow), and the spread
+        // would stay too small to judge it by. So the mean takes each sample's deviation
+        // clipped at 3 deviations (a Huber step: a run of high samples moves it a little, not
+        // to the incident's level), and one squared deviation counts for at most 50 times the
+        // current variance, or 20 times in a CUSUM run (the first samples of a regression
+        // barely widen the test that is about to judge them). Neither applies before the
+        // spread is known (30 samples), or a spread learned from the first few samples could
+        // never grow to its real size.
+        let learn = valid && firing[i] <= 0.0;
+        let a = if learn {
             alpha[i].max(1.0 / (n[i] + 1.0))
         } else {
             0.0
         };
-        m[i] = mean + a * dev;
-        // Winsorise at 3 deviations once the spread is known; not before, or a spread learned
-        // from the first few samples could never grow to its real size.
-        let clip = if n[i] < 30.0 {
-            F::INFINITY
+        let known = n[i] >= 30.0;
+        let step = if known { dev.clamp(-3.0 * sd, 3.0 * sd) } else { dev };
+        m[i] = mean + a * step;
+        let cap = if known {
+            sd * sd * if next <= cusum_h { 50.0 } else { 20.0 }
         } else {
-            9.0 * sd * sd
+            F::INFINITY
         };
-        v[i] += a * ((dev * dev).min(clip) * vol - v[i]);
-        n[i] += if quiet { 1.0 } else { 0.0 };
+        v[i] += a * ((dev * dev).min(cap) * vol - v[i]);
+        n[i] += if learn { 1.0 } else { 0.0 };
         last[i] = if valid { p } else { last[i] };
-        zs[i] = if valid && warm[i] > 0.0 { z } else { 0.0 };
+        // The p50's own mean, learned with the p99's (from the first sample that has both).
+        let q = p50[i];
+        let valid50 = valid && q.is_finite() && q > 0.0;
+        let lq = fast_ln(if valid50 { q } else { 1.0 });
+        let known50 = m50[i] != 0.0;
+        let body = valid50 && known50 && lq - m50[i] >= ln_body;
+        let a50 = if valid50 && learn { a } else { 0.0 };
+        m50[i] = if valid50 && !known50 { lq } else { m50[i] + a50 * (lq - m50[i]) };
+        zs[i] = if valid && body && warm[i] > 0.0 { z } else { 0.0 };
         attn[i] |= if (next > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0) { bit } else { 0 };
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct S {
     pub err: u64,
     pub retries: Option<u64>,
     pub p99: Option<f64>,
+    /// `None`: a quarter of the p99.
+    pub p50: Option<f64>,
     pub pool: Option<(u32, u32, u32)>,
 }
 
@@ -37,7 +39,7 @@ pub(crate) fn batch(rows: &[S]) -> RecordBatch {
     );
     for r in rows {
         retries.append_option(r.retries);
-        p50.append_option(r.p99.map(|v| v / 4.0));
+        p50.append_option(r.p50.or(r.p99.map(|v| v / 4.0)));
         p99.append_option(r.p99);
         pa.append_option(r.pool.map(|p| p.0));
         pm.append_option(r.pool.map(|p| p.1));
@@ -170,6 +172,7 @@ fn simulate(n: u32, ticks: i64, seed: u64, shape: impl Fn(u32, i64) -> Shape) ->
                 err,
                 retries: Some(retries),
                 p99: Some(sh.p99 * noise.exp()),
+                p50: None,
                 pool,
             });
         }
@@ -1508,4 +1511,72 @@ fn a_fleet_all_but_gone_dark_is_still_reported_absent() {
         );
     }
     assert_eq!(fired.len(), 5, "{events:#?}");
+}
+
+/// Samples whose p50 and p99 come from each request's latency, as a service's histogram would
+/// give them: about 300 requests a sample (10 s), each `median * factor(series, tick)` times a
+/// log-normal spread (sigma 0.6), and one request in 200 ten times slower (a cache miss, a GC
+/// pause). The p99 (the third slowest of 300) then jumps two- to fivefold whenever three or more
+/// requests of a sample are slow: about one sample in six.
+fn per_request_latency(n: u32, ticks: i64, seed: u64, factor: impl Fn(u32, i64) -> f64) -> Vec<S> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let spread = rand_distr::LogNormal::new(0.0, 0.6).unwrap();
+    let mut lat = Vec::new();
+    let mut rows = Vec::new();
+    for t in 0..ticks {
+        for sid in 0..n {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let req = Poisson::new(300.0).unwrap().sample(&mut rng) as usize;
+            let median = 40.0 * factor(sid, t);
+            lat.clear();
+            lat.extend((0..req).map(|_| {
+                let slow = if rng.random_ratio(1, 200) { 10.0 } else { 1.0 };
+                median * slow * spread.sample(&mut rng)
+            }));
+            lat.sort_by(f64::total_cmp);
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let rank = |q: f64| ((q * req as f64).ceil() as usize).clamp(1, req) - 1;
+            rows.push(S {
+                sid,
+                ts: T0 + (t + 1) * STEP,
+                interval_ms: 10_000,
+                req: req as u64,
+                err: 0,
+                retries: None,
+                p99: Some(lat[rank(0.99)]),
+                p50: Some(lat[rank(0.5)]),
+                pool: None,
+            });
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_p99_with_a_heavy_tail_does_not_page_but_the_whole_distribution_slowing_does() {
+    let keys = keys(6, 2);
+    // Twelve hours of six healthy series: their p99 leaps several-fold many times an hour.
+    let clean = run(&keys, &per_request_latency(6, 4320, 21, |_, _| 1.0));
+    assert!(clean.is_empty(), "{clean:#?}");
+    // Every request three times slower on series 0 and 1 for 60 ticks (p50 and p99 alike).
+    let onset = 3000;
+    let rows = per_request_latency(6, onset + 200, 22, |s, t| {
+        if s < 2 && (onset..onset + 60).contains(&t) {
+            3.0
+        } else {
+            1.0
+        }
+    });
+    let events = run(&keys, &rows);
+    let fired = firing(&events);
+    for (s, k) in keys.iter().enumerate().take(2) {
+        let hit = fired
+            .iter()
+            .find(|e| e.cluster == k.cluster && e.service == k.service)
+            .unwrap_or_else(|| panic!("series {s} not reported: {events:#?}"));
+        assert_eq!(hit.kind, AlertKind::LatencySpike);
+        let t = tick_of(hit.detected_at);
+        assert!((onset..onset + 8).contains(&t), "series {s} at tick {t}");
+    }
+    assert_eq!(fired.len(), 2, "{events:#?}");
 }
