@@ -596,7 +596,8 @@ fn latency_rows(
             0.0
         };
         let known = n[i] >= 30.0;
-        let step = if known { dev.clamp(-3.0 * sd, 3.0 * sd) } else { dev };
+        // (max/min, not clamp: clamp's check of its bounds would keep the loop scalar.)
+        let step = if known { dev.max(-3.0 * sd).min(3.0 * sd) } else { dev };
         m[i] = mean + a * step;
         let cap = if known {
             sd * sd * if next <= cusum_h { 50.0 } else { 20.0 }
