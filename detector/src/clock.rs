@@ -59,11 +59,19 @@ impl FleetClock {
         series.div_ceil(3).clamp(1, MAX_QUORUM)
     }
 
-    /// Sets the quorum for a fleet of `series`, from `newest` (each series' newest event time,
-    /// `i64::MIN` for none) when it changes: as series are added, and on restore.
+    /// The clock of a fleet whose series' newest event times are `newest` (`i64::MIN` for
+    /// none), the newest of all being `max_ts`: on restore.
+    pub(crate) fn from_newest(newest: &[i64], max_ts: i64) -> Self {
+        let mut c = Self::default();
+        c.rebuild(Self::quorum_for(newest.len()), newest, max_ts);
+        c
+    }
+
+    /// Sets the quorum for a fleet of `series` (`newest` as for [`Self::from_newest`]), as
+    /// series are added: rebuilt only when the quorum changes.
     pub(crate) fn resize(&mut self, series: usize, newest: &[i64], max_ts: i64) {
         let q = Self::quorum_for(series);
-        if q != self.q || self.top.is_empty() {
+        if q != self.q {
             self.rebuild(q, newest, max_ts);
         }
     }

@@ -99,7 +99,7 @@ pub struct LatencyConfig {
     pub spike_z: f64,
     /// The single-sample rule needs the sample's p50 at least this multiple of its own
     /// baseline: the body of the distribution got slower, not only its tail. A p99 over a few
-    /// hundred requests jumps two- or fourfold whenever a handful of them are slow, and one such
+    /// hundred requests jumps two- to fivefold whenever a handful of them are slow, and one such
     /// sample is how a healthy series looks. A rise in the p99 alone pages through the CUSUM
     /// (two samples at `spike_z`). Samples without a p50 never take the single-sample rule.
     pub spike_min_p50_factor: f64,

@@ -485,7 +485,7 @@ impl Detector {
         d.stats = snap.stats;
         d.prev_sids = snap.prev_sids;
         d.late_mark = vec![0; n.div_ceil(64)];
-        d.fleet_clock.resize(n, &d.newest_buffered, d.max_ts);
+        d.fleet_clock = FleetClock::from_newest(&d.newest_buffered, d.max_ts);
         Ok(d)
     }
 
@@ -769,9 +769,7 @@ impl Detector {
         // Where this series' clock is, before judging the sample against the fleet's: a late
         // sample still says its series is reporting (or the fleet's clock could stay with a
         // series running ahead, everyone else's samples judged late).
-        if !self.fleet_clock.settled(r.ts) {
-            self.fleet_clock.note(r.sid, r.ts, self.max_ts.max(r.ts));
-        }
+        self.fleet_clock.note(r.sid, r.ts, self.max_ts.max(r.ts));
         let watermark = self.clock().saturating_sub(self.p.lateness_ms);
         if self.max_ts != NONE_TS && r.ts < watermark {
             self.stats.too_late += 1;

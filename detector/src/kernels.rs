@@ -581,7 +581,7 @@ fn latency_rows(
         };
         // Learn from every sample while not firing. Leaving out the samples far above the
         // mean would leave out the very tail that makes a p99 noisy (a p99 over a few hundred
-        // requests jumps two- or threefold whenever a handful of them are slow), and the spread
+        // requests jumps two- to fivefold whenever a handful of them are slow), and the spread
         // would stay too small to judge it by. So the mean takes each sample's deviation
         // clipped at 3 deviations (a Huber step: a run of high samples moves it a little, not
         // to the incident's level), and one squared deviation counts for at most 50 times the
