@@ -132,8 +132,9 @@ pub(crate) fn alert_id(cluster: &str, service: &str, kind: AlertKind, onset_ms: 
     format!("a-{h:016x}")
 }
 
-/// Formats a kind's value for the one-line summary.
-pub(crate) fn summary(kind: AlertKind, value: f64, baseline: f64) -> String {
+/// Formats a kind's value for the one-line summary (`p50`: a latency alert judged and
+/// reported on the p50 rather than the p99).
+pub(crate) fn summary(kind: AlertKind, value: f64, baseline: f64, p50: bool) -> String {
     match kind {
         AlertKind::ErrorRateSpike => {
             format!(
@@ -168,7 +169,8 @@ pub(crate) fn summary(kind: AlertKind, value: f64, baseline: f64) -> String {
             } else {
                 0.0
             };
-            format!("p99 latency {value:.0} ms vs baseline {baseline:.0} ms (x{x:.1})")
+            let q = if p50 { "p50" } else { "p99" };
+            format!("{q} latency {value:.0} ms vs baseline {baseline:.0} ms (x{x:.1})")
         }
         AlertKind::TelemetryAbsent => {
             format!("no samples for {value:.0} s (reports every {baseline:.0} s)")

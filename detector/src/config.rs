@@ -106,9 +106,11 @@ pub struct LatencyConfig {
     /// Floor of the log-p99 standard deviation, so a very steady series is not hair-triggered.
     pub min_log_sd: f64,
     /// Samples with fewer requests carry no usable p99 (it is little more than the slowest of a
-    /// handful of calls) and are skipped.
+    /// handful of calls): the p99's channel skips them. The p50's channel judges every sample
+    /// with a p50, so a quiet series' latency is judged on its median; there `min_factor` and
+    /// `min_abs_ms` apply to the p50 against its own baseline.
     pub min_requests: f64,
-    /// Usable samples needed before the latency baseline can page (its own warm-up: a quiet
+    /// Usable samples needed before a channel's baseline can page (its own warm-up: a quiet
     /// series may have few usable samples in the series' warm-up period).
     pub min_samples: f64,
 }

@@ -225,6 +225,9 @@ struct Active {
     detected_at: i64,
     severity: Severity,
     baseline: f64,
+    /// A latency alert paged on the p50 (its value and baseline are the p50's).
+    #[serde(default)]
+    p50: bool,
 }
 
 /// A point-in-time view of one series, for APIs and dashboards.
@@ -1191,27 +1194,74 @@ impl Detector {
                 f64::from(st.l_last[s]),
                 f64::from(st.l_m[s]),
             );
+            let h = to_f(lc.cusum_h);
             let valid_now = rows.p99[i].is_finite() && rows.req[i] >= to_f(lc.min_requests);
+            let p50_now = f64::from(rows.p50[i]);
+            let has50_now = p50_now.is_finite() && p50_now > 0.0 && rows.req[i] >= 1.0;
+            let base50 = f64::from(st.l_m50[s]).exp();
+            let floors = |value: f64, base: f64| {
+                value >= base * lc.min_factor && value - base >= lc.min_abs_ms
+            };
             if firing <= 0.0 {
                 let base = m.exp();
-                if warm
-                    && valid_now
-                    && f64::from(st.l_n[s]) >= lc.min_samples
-                    && (cus > to_f(lc.cusum_h) || st.l_z[s] >= to_f(lc.spike_z))
-                    && last >= base * lc.min_factor
-                    && last - base >= lc.min_abs_ms
-                {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let onset = st.l_runstart[s] as i64;
-                    let sev = if last >= 3.0 * base {
+                #[allow(clippy::cast_possible_truncation)]
+                let onset = st.l_runstart[s] as i64;
+                let sev = |value: f64, base: f64| {
+                    if value >= 3.0 * base {
                         Severity::Critical
                     } else {
                         Severity::Warning
-                    };
-                    self.fire(sid, AlertKind::LatencySpike, onset, ts, sev, last, base);
+                    }
+                };
+                if warm
+                    && valid_now
+                    && f64::from(st.l_n[s]) >= lc.min_samples
+                    && (cus > h || st.l_z[s] >= to_f(lc.spike_z))
+                    && floors(last, base)
+                {
+                    self.fire(
+                        sid,
+                        AlertKind::LatencySpike,
+                        onset,
+                        ts,
+                        sev(last, base),
+                        last,
+                        base,
+                    );
+                } else if warm
+                    && has50_now
+                    && f64::from(st.l_n50[s]) >= lc.min_samples
+                    && st.l_c50[s] > h
+                    && floors(p50_now, base50)
+                {
+                    // The body of the distribution slowed: judged on the p50, and reported
+                    // as the p50 (a quiet series has no p99 worth quoting).
+                    self.fire_on(
+                        sid,
+                        AlertKind::LatencySpike,
+                        onset,
+                        ts,
+                        sev(p50_now, base50),
+                        p50_now,
+                        base50,
+                        true,
+                    );
                 }
             } else if clear >= resolve_s {
-                self.resolve(sid, AlertKind::LatencySpike, ts, last);
+                let on_p50 = self
+                    .active
+                    .get(&(sid, AlertKind::LatencySpike))
+                    .is_some_and(|a| a.p50);
+                // The value at resolution is the sample's own (a p99 under `min_requests` is
+                // still the latest there is; the last judged one can be minutes old).
+                let p99_now = f64::from(rows.p99[i]);
+                let value = match (on_p50, has50_now, p99_now.is_finite()) {
+                    (true, true, _) => p50_now,
+                    (true, false, _) => base50,
+                    (false, _, true) => p99_now,
+                    (false, _, false) => last,
+                };
+                self.resolve(sid, AlertKind::LatencySpike, ts, value);
             }
         }
         // db_pool_saturation
@@ -1269,6 +1319,7 @@ impl Detector {
             KIND_S,
         ) | bit(
             st.l_cus[s] > to_f(c.latency.cusum_h)
+                || st.l_c50[s] > to_f(c.latency.cusum_h)
                 || st.l_z[s] >= to_f(c.latency.spike_z)
                 || st.l_firing[s] > 0.0,
             KIND_L,
@@ -1309,7 +1360,10 @@ impl Detector {
                 st.r_rune[s] = 0.0;
                 st.r_runn[s] = 0.0;
             }
-            AlertKind::LatencySpike => st.l_cus[s] = 0.0,
+            AlertKind::LatencySpike => {
+                st.l_cus[s] = 0.0;
+                st.l_c50[s] = 0.0;
+            }
             AlertKind::SuccessDrop | AlertKind::DbPoolSaturation | AlertKind::TelemetryAbsent => {}
         }
     }
@@ -1371,6 +1425,22 @@ impl Detector {
         value: f64,
         baseline: f64,
     ) {
+        self.fire_on(sid, kind, onset, ts, severity, value, baseline, false);
+    }
+
+    /// [`Self::fire`], saying whether a latency alert's value and baseline are the p50's.
+    #[allow(clippy::too_many_arguments)]
+    fn fire_on(
+        &mut self,
+        sid: SeriesId,
+        kind: AlertKind,
+        onset: i64,
+        ts: i64,
+        severity: Severity,
+        value: f64,
+        baseline: f64,
+        p50: bool,
+    ) {
         // The statistics are f32: report them at that precision.
         let (value, baseline) = (readable(value), readable(baseline));
         self.set_flag(sid as usize, kind, true);
@@ -1385,6 +1455,7 @@ impl Detector {
                 detected_at: ts,
                 severity,
                 baseline,
+                p50,
             },
         );
         self.tick_events.push(AlertEvent {
@@ -1400,7 +1471,7 @@ impl Detector {
             resolved_at: None,
             value,
             baseline,
-            summary: summary(kind, value, baseline),
+            summary: summary(kind, value, baseline, p50),
             incident_id: None,
         });
     }
@@ -1426,7 +1497,7 @@ impl Detector {
             resolved_at: Some(ts),
             value,
             baseline: a.baseline,
-            summary: format!("resolved: {}", summary(kind, value, a.baseline)),
+            summary: format!("resolved: {}", summary(kind, value, a.baseline, a.p50)),
             incident_id: None,
         });
     }
@@ -1873,6 +1944,9 @@ fn run_kernels(
         LatencyCols {
             m: &mut sc.l_m[r.clone()],
             m50: &mut sc.l_m50[r.clone()],
+            v50: &mut sc.l_v50[r.clone()],
+            n50: &mut sc.l_n50[r.clone()],
+            c50: &mut sc.l_c50[r.clone()],
             v: &mut sc.l_v[r.clone()],
             n: &mut sc.l_n[r.clone()],
             cus: &mut sc.l_cus[r.clone()],

@@ -480,6 +480,9 @@ fn success_rows(
 pub struct LatencyCols<'a> {
     pub m: &'a mut [F],
     pub m50: &'a mut [F],
+    pub v50: &'a mut [F],
+    pub n50: &'a mut [F],
+    pub c50: &'a mut [F],
     pub v: &'a mut [F],
     pub n: &'a mut [F],
     pub cus: &'a mut [F],
@@ -495,6 +498,14 @@ pub struct LatencyCols<'a> {
 /// single-sample rule, which catches sharp regressions at once, reads the z-score kept for the
 /// latest sample: kept only when the p50 moved with the p99 (the body of the distribution got
 /// slower, not only its tail), else 0.
+///
+/// The p50 has a channel of its own, judged the same way (EWMA mean and volume-scaled
+/// variance of log p50, a CUSUM of its capped z-score) on every sample with a p50, whatever its
+/// volume. A median is far steadier than a p99 (it does not leap when a few requests are slow,
+/// and it stays usable on a handful of requests), so this is what judges a series too quiet for
+/// its p99 to mean anything, and what sees a whole distribution slowing on a busy one sooner
+/// than the p99's wide spread allows. Both CUSUMs form one run: it starts when the first of them
+/// leaves zero.
 #[inline(always)]
 pub fn latency(
     cfg: &LatencyConfig,
@@ -506,8 +517,8 @@ pub fn latency(
     m: Marks<'_>,
 ) {
     latency_rows(
-        cfg, c.dt, c.alpha, c.warm, p99, p50, req, s.m, s.m50, s.v, s.n, s.cus, s.last, s.firing,
-        s.clear, s.z, m.attn, m.starts, m.bit,
+        cfg, c.dt, c.alpha, c.warm, p99, p50, req, s.m, s.m50, s.v50, s.n50, s.c50, s.v, s.n,
+        s.cus, s.last, s.firing, s.clear, s.z, m.attn, m.starts, m.bit,
     );
 }
 
@@ -523,6 +534,9 @@ fn latency_rows(
     req: &[F],
     m: &mut [F],
     m50: &mut [F],
+    v50: &mut [F],
+    n50: &mut [F],
+    c50: &mut [F],
     v: &mut [F],
     n: &mut [F],
     cus: &mut [F],
@@ -538,6 +552,7 @@ fn latency_rows(
     let (req, dt, alpha, warm) = (&req[..len], &dt[..len], &alpha[..len], &warm[..len]);
     let (m, v, n, cus) = (&mut m[..len], &mut v[..len], &mut n[..len], &mut cus[..len]);
     let (p50, m50) = (&p50[..len], &mut m50[..len]);
+    let (v50, n50, c50) = (&mut v50[..len], &mut n50[..len], &mut c50[..len]);
     let (last, firing, clear, starts) = (
         &mut last[..len],
         &firing[..len],
@@ -568,10 +583,34 @@ fn latency_rows(
         } else {
             prev
         };
-        starts[i] |= if prev <= 0.0 && next > 0.0 { bit } else { 0 };
+        // The p50's channel: every sample with a p50 and a request behind it.
+        let q = p50[i];
+        let has50 = q.is_finite() && q > 0.0 && req[i] >= 1.0;
+        let lq = fast_ln(if has50 { q } else { 1.0 });
+        let had50 = n50[i] > 0.0;
+        let mean50 = if had50 { m50[i] } else { lq };
+        let sd50 = (v50[i] / vol).max(min_sd2).sqrt();
+        let dev50 = lq - mean50;
+        let prev50 = c50[i];
+        let next50 = if has50 && warm[i] > 0.0 {
+            (prev50 + (dev50 / sd50).min(spike_z) - cusum_k).clamp(0.0, 1e12)
+        } else {
+            prev50
+        };
+        c50[i] = next50;
+        starts[i] |= if (prev <= 0.0 && prev50 <= 0.0) && (next > 0.0 || next50 > 0.0) {
+            bit
+        } else {
+            0
+        };
         cus[i] = next;
-        clear[i] = if valid {
-            if dev < ln_clear {
+        // Calm when each quantile the sample has is back within the clearing factor (the
+        // p50 give or take one of its deviations: on a handful of requests a median is often
+        // that far off, and a recovered series would wait long for enough calm samples in a row).
+        let judged = valid | has50;
+        let calm = (!valid || dev < ln_clear) && (!has50 || dev50 < ln_clear + sd50);
+        clear[i] = if judged {
+            if calm {
                 clear[i] + dt[i]
             } else {
                 0.0
@@ -588,7 +627,7 @@ fn latency_rows(
         // current variance, or 20 times in a CUSUM run (the first samples of a regression
         // barely widen the test that is about to judge them). Neither applies before the
         // spread is known (30 samples), or a spread learned from the first few samples could
-        // never grow to its real size.
+        // never grow to its real size. The p50's channel learns the same way.
         let learn = valid && firing[i] <= 0.0;
         let a = if learn {
             alpha[i].max(1.0 / (n[i] + 1.0))
@@ -607,16 +646,34 @@ fn latency_rows(
         v[i] += a * ((dev * dev).min(cap) * vol - v[i]);
         n[i] += if learn { 1.0 } else { 0.0 };
         last[i] = if valid { p } else { last[i] };
-        // The p50's own mean, learned with the p99's (from the first sample that has both).
-        let q = p50[i];
-        let valid50 = valid && q.is_finite() && q > 0.0;
-        let lq = fast_ln(if valid50 { q } else { 1.0 });
-        let known50 = m50[i] != 0.0;
-        let body = valid50 && known50 && lq - m50[i] >= ln_body;
-        let a50 = if valid50 && learn { a } else { 0.0 };
-        m50[i] = if valid50 && !known50 { lq } else { m50[i] + a50 * (lq - m50[i]) };
-        zs[i] = if valid && body && warm[i] > 0.0 { z } else { 0.0 };
-        attn[i] |= if (next > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0) { bit } else { 0 };
+        let learn50 = has50 && firing[i] <= 0.0;
+        let a50 = if learn50 {
+            alpha[i].max(1.0 / (n50[i] + 1.0))
+        } else {
+            0.0
+        };
+        let known50 = n50[i] >= 30.0;
+        let step50 = if known50 {
+            dev50.max(-3.0 * sd50).min(3.0 * sd50)
+        } else {
+            dev50
+        };
+        m50[i] = mean50 + a50 * step50;
+        let cap50 = if known50 {
+            sd50 * sd50 * if next50 <= cusum_h { 50.0 } else { 20.0 }
+        } else {
+            F::INFINITY
+        };
+        v50[i] += a50 * ((dev50 * dev50).min(cap50) * vol - v50[i]);
+        n50[i] += if learn50 { 1.0 } else { 0.0 };
+        // The single-sample rule: the p99 far up, and the body with it.
+        let body = valid && has50 && had50 && dev50 >= ln_body;
+        zs[i] = if body && warm[i] > 0.0 { z } else { 0.0 };
+        attn[i] |= if (next > cusum_h) | (next50 > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0) {
+            bit
+        } else {
+            0
+        };
     }
 }
 }

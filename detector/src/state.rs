@@ -89,9 +89,10 @@ soa! {
         s_rate: F, s_lvl: F, s_firing: F, s_clear: F, s_runstart: f64,
         // latency_spike: log-p99 mean and variance, samples learned, CUSUM, last p99,
         // firing flag, clear time, run start, z-score of the last sample for the single-sample
-        // rule, log-p50 mean.
+        // rule; the p50's own channel: log-p50 mean, volume-scaled variance, samples learned,
+        // CUSUM.
         l_m: F, l_v: F, l_n: F, l_cus: F, l_last: F, l_firing: F, l_clear: F, l_runstart: f64,
-        l_z: F, l_m50: F,
+        l_z: F, l_m50: F, l_v50: F, l_n50: F, l_c50: F,
         // db_pool_saturation: Holt level and trend, baseline and variance, samples learned,
         // last utilisation, warn/saturated streaks, firing flag, clear time, run start.
         p_lvl: F, p_tr: F, p_base: F, p_var: F, p_n: F, p_last: F, p_warn: F, p_sat: F,

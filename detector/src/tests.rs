@@ -1519,6 +1519,16 @@ fn a_fleet_all_but_gone_dark_is_still_reported_absent() {
 /// pause). The p99 (the third slowest of 300) then jumps two- to fivefold whenever three or more
 /// requests of a sample are slow: about one sample in six.
 fn per_request_latency(n: u32, ticks: i64, seed: u64, factor: impl Fn(u32, i64) -> f64) -> Vec<S> {
+    per_request_latency_at(300.0, n, ticks, seed, factor)
+}
+
+fn per_request_latency_at(
+    volume: f64,
+    n: u32,
+    ticks: i64,
+    seed: u64,
+    factor: impl Fn(u32, i64) -> f64,
+) -> Vec<S> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let spread = rand_distr::LogNormal::new(0.0, 0.6).unwrap();
     let mut lat = Vec::new();
@@ -1526,7 +1536,7 @@ fn per_request_latency(n: u32, ticks: i64, seed: u64, factor: impl Fn(u32, i64) 
     for t in 0..ticks {
         for sid in 0..n {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let req = Poisson::new(300.0).unwrap().sample(&mut rng) as usize;
+            let req = (Poisson::new(volume).unwrap().sample(&mut rng) as usize).max(1);
             let median = 40.0 * factor(sid, t);
             lat.clear();
             lat.extend((0..req).map(|_| {
@@ -1579,4 +1589,63 @@ fn a_p99_with_a_heavy_tail_does_not_page_but_the_whole_distribution_slowing_does
         assert!((onset..onset + 8).contains(&t), "series {s} at tick {t}");
     }
     assert_eq!(fired.len(), 2, "{events:#?}");
+}
+
+#[test]
+fn a_latency_regression_on_a_quiet_series_is_judged_on_its_p50() {
+    let keys = keys(6, 2);
+    // 20 and 5 requests a sample: the p99 is the slowest call or two (and under
+    // `latency.min_requests`, so never judged), the p50 still a fair median.
+    for (volume, within) in [(20.0, 4), (5.0, 8)] {
+        // Twelve quiet hours, twice: nothing.
+        for seed in [31, 32] {
+            let clean = run(
+                &keys,
+                &per_request_latency_at(volume, 6, 4320, seed, |_, _| 1.0),
+            );
+            assert!(firing(&clean).is_empty(), "{volume} requests: {clean:#?}");
+        }
+        // Every request three times slower on series 0 and 1 for 60 ticks.
+        let onset = 3000;
+        let rows = per_request_latency_at(volume, 6, onset + 200, 33, |s, t| {
+            if s < 2 && (onset..onset + 60).contains(&t) {
+                3.0
+            } else {
+                1.0
+            }
+        });
+        let events = run(&keys, &rows);
+        for (s, k) in keys.iter().enumerate().take(2) {
+            let of_series: Vec<_> = events
+                .iter()
+                .filter(|e| e.cluster == k.cluster && e.service == k.service)
+                .collect();
+            let hit = of_series
+                .iter()
+                .find(|e| e.state == AlertState::Firing)
+                .unwrap_or_else(|| {
+                    panic!("{volume} requests: series {s} not reported: {events:#?}")
+                });
+            assert_eq!(hit.kind, AlertKind::LatencySpike);
+            assert!(hit.summary.starts_with("p50 latency"), "{}", hit.summary);
+            assert!(hit.value >= 2.0 * hit.baseline, "{hit:?}");
+            let t = tick_of(hit.detected_at);
+            assert!(
+                (onset..onset + within).contains(&t),
+                "{volume}: series {s} at tick {t}"
+            );
+            // ... and resolved once the regression is over, under the same id.
+            let done = of_series
+                .iter()
+                .find(|e| e.state == AlertState::Resolved)
+                .unwrap_or_else(|| panic!("{volume}: series {s} never resolved: {events:#?}"));
+            assert_eq!(done.id, hit.id);
+            let t = tick_of(done.resolved_at.unwrap_or_default());
+            assert!(
+                (onset + 60..onset + 90).contains(&t),
+                "{volume}: resolved at tick {t}"
+            );
+        }
+        assert_eq!(firing(&events).len(), 2, "{volume}: {events:#?}");
+    }
 }
