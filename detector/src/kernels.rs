@@ -522,6 +522,48 @@ pub fn latency(
     );
 }
 
+/// One latency channel's learning step: the mean of the log quantile `mean` moves by the
+/// deviation `dev` (clipped at 3 deviations once 30 samples are known), the volume-scaled
+/// variance `v` by the squared deviation (capped at 50 times the current variance, 20 times in a
+/// CUSUM run, once known), `n` counts the sample; all only if `learn`. The weight is `alpha`, or
+/// a plain mean's while that is larger. Returns the new `(mean, v, n)`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn learn_step(
+    learn: bool,
+    alpha: F,
+    n: F,
+    mean: F,
+    v: F,
+    dev: F,
+    sd: F,
+    vol: F,
+    calm_run: bool,
+) -> (F, F, F) {
+    let a = if learn {
+        alpha.max(1.0 / (n + 1.0))
+    } else {
+        0.0
+    };
+    let known = n >= 30.0;
+    // (max/min, not clamp: clamp's check of its bounds would keep the loop scalar.)
+    let step = if known {
+        dev.max(-3.0 * sd).min(3.0 * sd)
+    } else {
+        dev
+    };
+    let cap = if known {
+        sd * sd * if calm_run { 50.0 } else { 20.0 }
+    } else {
+        F::INFINITY
+    };
+    (
+        mean + a * step,
+        v + a * ((dev * dev).min(cap) * vol - v),
+        n + if learn { 1.0 } else { 0.0 },
+    )
+}
+
 crate::isa::multiversion! {
 #[allow(clippy::too_many_arguments)]
 fn latency_rows(
@@ -629,43 +671,21 @@ fn latency_rows(
         // spread is known (30 samples), or a spread learned from the first few samples could
         // never grow to its real size. The p50's channel learns the same way.
         let learn = valid && firing[i] <= 0.0;
-        let a = if learn {
-            alpha[i].max(1.0 / (n[i] + 1.0))
-        } else {
-            0.0
-        };
-        let known = n[i] >= 30.0;
-        // (max/min, not clamp: clamp's check of its bounds would keep the loop scalar.)
-        let step = if known { dev.max(-3.0 * sd).min(3.0 * sd) } else { dev };
-        m[i] = mean + a * step;
-        let cap = if known {
-            sd * sd * if next <= cusum_h { 50.0 } else { 20.0 }
-        } else {
-            F::INFINITY
-        };
-        v[i] += a * ((dev * dev).min(cap) * vol - v[i]);
-        n[i] += if learn { 1.0 } else { 0.0 };
+        (m[i], v[i], n[i]) =
+            learn_step(learn, alpha[i], n[i], mean, v[i], dev, sd, vol, next <= cusum_h);
         last[i] = if valid { p } else { last[i] };
         let learn50 = has50 && firing[i] <= 0.0;
-        let a50 = if learn50 {
-            alpha[i].max(1.0 / (n50[i] + 1.0))
-        } else {
-            0.0
-        };
-        let known50 = n50[i] >= 30.0;
-        let step50 = if known50 {
-            dev50.max(-3.0 * sd50).min(3.0 * sd50)
-        } else {
-            dev50
-        };
-        m50[i] = mean50 + a50 * step50;
-        let cap50 = if known50 {
-            sd50 * sd50 * if next50 <= cusum_h { 50.0 } else { 20.0 }
-        } else {
-            F::INFINITY
-        };
-        v50[i] += a50 * ((dev50 * dev50).min(cap50) * vol - v50[i]);
-        n50[i] += if learn50 { 1.0 } else { 0.0 };
+        (m50[i], v50[i], n50[i]) = learn_step(
+            learn50,
+            alpha[i],
+            n50[i],
+            mean50,
+            v50[i],
+            dev50,
+            sd50,
+            vol,
+            next50 <= cusum_h,
+        );
         // The single-sample rule: the p99 far up, and the body with it.
         let body = valid && has50 && had50 && dev50 >= ln_body;
         zs[i] = if body && warm[i] > 0.0 { z } else { 0.0 };
