@@ -522,6 +522,17 @@ pub fn latency(
     );
 }
 
+/// One latency channel's CUSUM after a sample whose z-score is `z` (counting for at most
+/// `spike_z`, less the slack `k`), if `on`; else `prev` unchanged.
+#[inline(always)]
+fn cusum_step(on: bool, prev: F, z: F, spike_z: F, k: F) -> F {
+    if on {
+        (prev + z.min(spike_z) - k).clamp(0.0, 1e12)
+    } else {
+        prev
+    }
+}
+
 /// One latency channel's learning step: the mean of the log quantile `mean` moves by the
 /// deviation `dev` (clipped at 3 deviations once 30 samples are known), the volume-scaled
 /// variance `v` by the squared deviation (capped at 50 times the current variance, 20 times in a
@@ -620,11 +631,7 @@ fn latency_rows(
         let dev = lp - mean;
         let z = dev / sd;
         let prev = cus[i];
-        let next = if valid && warm[i] > 0.0 {
-            (prev + z.min(spike_z) - cusum_k).clamp(0.0, 1e12)
-        } else {
-            prev
-        };
+        let next = cusum_step(valid && warm[i] > 0.0, prev, z, spike_z, cusum_k);
         // The p50's channel: every sample with a p50 and a request behind it.
         let q = p50[i];
         let has50 = q.is_finite() && q > 0.0 && req[i] >= 1.0;
@@ -634,11 +641,7 @@ fn latency_rows(
         let sd50 = (v50[i] / vol).max(min_sd2).sqrt();
         let dev50 = lq - mean50;
         let prev50 = c50[i];
-        let next50 = if has50 && warm[i] > 0.0 {
-            (prev50 + (dev50 / sd50).min(spike_z) - cusum_k).clamp(0.0, 1e12)
-        } else {
-            prev50
-        };
+        let next50 = cusum_step(has50 && warm[i] > 0.0, prev50, dev50 / sd50, spike_z, cusum_k);
         c50[i] = next50;
         starts[i] |= if (prev <= 0.0 && prev50 <= 0.0) && (next > 0.0 || next50 > 0.0) {
             bit
@@ -689,11 +692,8 @@ fn latency_rows(
         // The single-sample rule: the p99 far up, and the body with it.
         let body = valid && has50 && had50 && dev50 >= ln_body;
         zs[i] = if body && warm[i] > 0.0 { z } else { 0.0 };
-        attn[i] |= if (next > cusum_h) | (next50 > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0) {
-            bit
-        } else {
-            0
-        };
+        let look = (next > cusum_h) | (next50 > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0);
+        attn[i] |= if look { bit } else { 0 };
     }
 }
 }
