@@ -2085,6 +2085,7 @@ fn mark_run_starts(st: &mut SeriesState, sids: &[u32], dt: &[F], starts: &[u32],
 /// Sums the success rate and its level per service over a tick's rows (`svc_rate`,
 /// `svc_lvl`, zeroed first). Its own function so the columns are slices the compiler knows
 /// apart, rather than fields it would reload on every row.
+#[inline(never)]
 fn service_totals(
     sids: &[u32],
     service_of: &[u32],
@@ -2093,12 +2094,26 @@ fn service_totals(
     svc_rate: &mut [f64],
     svc_lvl: &mut [f64],
 ) {
-    svc_rate.fill(0.0);
-    svc_lvl.fill(0.0);
-    for &s in sids {
+    const LANES: usize = 4;
+    let mut acc = vec![[0.0f64; 2 * LANES]; svc_rate.len()];
+    let mut add = |l: usize, s: u32| {
         let s = s as usize;
-        let svc = service_of[s] as usize;
-        svc_rate[svc] += f64::from(rate[s]);
-        svc_lvl[svc] += f64::from(lvl[s]);
+        let a = &mut acc[service_of[s] as usize];
+        a[l] += f64::from(rate[s]);
+        a[LANES + l] += f64::from(lvl[s]);
+    };
+    let chunks = sids.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &s) in c.iter().enumerate() {
+            add(l, s);
+        }
+    }
+    for (l, &s) in rest.iter().enumerate() {
+        add(l, s);
+    }
+    for ((r, v), a) in svc_rate.iter_mut().zip(svc_lvl.iter_mut()).zip(&acc) {
+        *r = (a[0] + a[1]) + (a[2] + a[3]);
+        *v = (a[4] + a[5]) + (a[6] + a[7]);
     }
 }

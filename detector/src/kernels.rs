@@ -174,55 +174,52 @@ fn ratio_rows(
     let (attn, starts) = (&mut attn[..len], &mut starts[..len]);
     let h = k.cusum_threshold;
     for i in 0..len {
-        let (xi, ni) = (x[i], n[i]);
+        // Every column is read once, up front, and written once, at the end: a value read
+        // under a condition (or written under one and read back) becomes a masked load or
+        // store, and a masked load of what a masked store just wrote waits for the store.
+        let (xi, ni, warm_i, dt_i, alpha_i, fast_i) = (x[i], n[i], warm[i], dt[i], alpha[i], fast_a[i]);
+        let (be_i, bn_i, phi_i, cus_i) = (be[i], bn[i], phi[i], cus[i]);
+        let (rune_i, runn_i, fe_i, fn_i) = (rune[i], runn[i], fe[i], fnn[i]);
+        let (firing_i, clear_i) = (firing[i], clear[i]);
         let valid = xi.is_finite() && ni > 0.0;
-        let (p0, p1) = k.levels(be[i], bn[i]);
+        let (p0, p1) = k.levels(be_i, bn_i);
         let l1 = fast_ln(p1 / p0);
         let l0 = fast_ln((1.0 - p1) / (1.0 - p0));
         let xv = if valid { xi } else { 0.0 };
         let nv = if valid { ni } else { 0.0 };
-        let llr = (xv * l1 + (nv - xv) * l0) / phi[i].max(1.0);
-        let prev = cus[i];
-        let next = if warm[i] > 0.0 {
+        let llr = (xv * l1 + (nv - xv) * l0) / phi_i.max(1.0);
+        let prev = cus_i;
+        let next = if warm_i > 0.0 {
             (prev + llr).clamp(0.0, 1e12)
         } else {
             0.0
         };
         let starting = prev <= 0.0 && next > 0.0;
         let running = next > 0.0;
-        rune[i] = if running {
-            if starting {
-                xv
-            } else {
-                rune[i] + xv
-            }
-        } else {
-            0.0
-        };
-        runn[i] = if running {
-            if starting {
-                nv
-            } else {
-                runn[i] + nv
-            }
-        } else {
-            0.0
-        };
+        // The run's sums: afresh when it starts, zero outside a run. Weights of 0 and 1 on
+        // finite, non-negative sums rather than selects, which the compiler would turn into a
+        // masked load and masked stores of the same column.
+        let carried: F = if running && !starting { 1.0 } else { 0.0 };
+        let in_run: F = if running { 1.0 } else { 0.0 };
+        rune[i] = (rune_i * carried + xv) * in_run;
+        runn[i] = (runn_i * carried + nv) * in_run;
         starts[i] |= if starting { bit } else { 0 };
         cus[i] = next;
         // Fast EWMA of the ratio, for recovery: calm while it is below the midpoint of the
         // baseline and the floor (compared without dividing).
-        let af = if valid { fast_a[i] } else { 0.0 };
-        fe[i] += af * (xv - fe[i]);
-        fnn[i] += af * (nv - fnn[i]);
-        let calm = valid && (fnn[i] <= 0.0 || fe[i] < 0.5 * (p0 + p1) * fnn[i]);
-        clear[i] = if calm { clear[i] + dt[i] } else { 0.0 };
+        let af = if valid { fast_i } else { 0.0 };
+        let fe_n = fe_i + af * (xv - fe_i);
+        let fn_n = fn_i + af * (nv - fn_i);
+        fe[i] = fe_n;
+        fnn[i] = fn_n;
+        let calm = valid && (fn_n <= 0.0 || fe_n < 0.5 * (p0 + p1) * fn_n);
+        clear[i] = if calm { clear_i + dt_i } else { 0.0 };
         // Learn only while quiet: not firing, CUSUM below its threshold. (Excluding every
         // sample that nudges the CUSUM would bias a quiet series' baseline towards zero errors.)
-        let quiet = valid && firing[i] <= 0.0 && next <= h;
-        let a = if quiet { alpha[i] } else { 0.0 };
-        be[i] = be[i] * (1.0 - a) + if quiet { xv } else { 0.0 };
-        bn[i] = bn[i] * (1.0 - a) + if quiet { nv } else { 0.0 };
+        let quiet = valid && firing_i <= 0.0 && next <= h;
+        let a = if quiet { alpha_i } else { 0.0 };
+        be[i] = be_i * (1.0 - a) + if quiet { xv } else { 0.0 };
+        bn[i] = bn_i * (1.0 - a) + if quiet { nv } else { 0.0 };
         let expected = nv * p0;
         let r2 = (xv - expected) * (xv - expected) / (expected * (1.0 - p0)).max(1e-9);
         // The dispersion learns from every sample while not firing, the CUSUM's runs included:
@@ -232,10 +229,10 @@ fn ratio_rows(
         // counts for at most 50 times the current estimate (so the estimate can grow with a
         // series' volume, unlike a fixed cap), and at most 20 times during a run (so the first
         // samples of an incident barely deflate the test that is about to judge them).
-        let a_phi = if valid && firing[i] <= 0.0 { alpha[i] } else { 0.0 };
-        let cap = phi[i].max(1.0) * if next <= h { 50.0 } else { 20.0 };
-        phi[i] += a_phi * (r2.min(cap) - phi[i]);
-        attn[i] |= if (next > h) | (firing[i] > 0.0) { bit } else { 0 };
+        let a_phi = if valid && firing_i <= 0.0 { alpha_i } else { 0.0 };
+        let cap = phi_i.max(1.0) * if next <= h { 50.0 } else { 20.0 };
+        phi[i] = phi_i + a_phi * (r2.min(cap) - phi_i);
+        attn[i] |= if (next > h) | (firing_i > 0.0) { bit } else { 0 };
     }
 }
 }
@@ -382,41 +379,30 @@ fn success_rows(
     let margin = 0.5 * min_drop;
     let precise_mu = 4.0 / (margin * margin);
     for i in 0..len {
+        // Each column read once and written once (see `ratio_rows`).
         let (dti, low0, clear0, var0, fir) = (dt[i], low[i], clear[i], var[i], firing[i]);
+        let (sum0, w0, rs0, rm0) = (sum[i], w[i], run_s[i], run_mu[i]);
+        let (fs0, fmu0, af, alpha_i) = (fs[i], fmu[i], fast_a[i], alpha[i]);
         let succ = (req[i] - err[i]).max(0.0);
         let rate = succ / dti;
-        let has_level = w[i] > 0.0;
-        let lvl = if has_level { sum[i] / w[i] } else { rate };
+        let has_level = w0 > 0.0;
+        let lvl = if has_level { sum0 / w0 } else { rate };
         let mu = lvl * dti;
         let rel = if lvl > 0.0 { rate / lvl - 1.0 } else { 0.0 };
         let is_low = has_level && rel < -min_drop;
         starts[i] |= if is_low && low0 <= 0.0 { bit } else { 0 };
-        let continuing = low0 > 0.0;
-        let rs = if is_low {
-            if continuing {
-                run_s[i] + succ
-            } else {
-                succ
-            }
-        } else {
-            0.0
-        };
-        let rm = if is_low {
-            if continuing {
-                run_mu[i] + mu
-            } else {
-                mu
-            }
-        } else {
-            0.0
-        };
-        let low1 = if is_low { low0 + 1.0 } else { 0.0 };
+        // The run's sums: afresh when it starts, zero outside a run (weights of 0 and 1 on
+        // finite, non-negative sums, as in `ratio_rows`).
+        let carried: F = if low0 > 0.0 { 1.0 } else { 0.0 };
+        let in_run: F = if is_low { 1.0 } else { 0.0 };
+        let rs = (rs0 * carried + succ) * in_run;
+        let rm = (rm0 * carried + mu) * in_run;
+        let low1 = (low0 + 1.0) * in_run;
         low[i] = low1;
         run_s[i] = rs;
         run_mu[i] = rm;
-        let af = fast_a[i];
-        let fs1 = fs[i] + af * (succ - fs[i]);
-        let fmu1 = fmu[i] + af * (mu - fmu[i]);
+        let fs1 = fs0 + af * (succ - fs0);
+        let fmu1 = fmu0 + af * (mu - fmu0);
         fs[i] = fs1;
         fmu[i] = fmu1;
         let back = rel > -margin;
@@ -426,7 +412,7 @@ fn success_rows(
         } else {
             fs1 > (1.0 - margin) * fmu1
         };
-        clear[i] = if recovered { clear0 + dti } else { 0.0 };
+        clear[i] = (clear0 + dti) * if recovered { 1.0 } else { 0.0 };
         // The level learns only while quiet (not firing, and this sample back near the level),
         // so an incident is not absorbed. On a quiet series one sample cannot tell: leaving out
         // each one that happens to fall low would bias the level up, and every run of low samples
@@ -438,14 +424,15 @@ fn success_rows(
             !k.significant_by(rs, rm, var0, 0.25)
         };
         let quiet = fir <= 0.0 && settled;
-        let a = if quiet { alpha[i] } else { 0.0 };
+        let a = if quiet { alpha_i } else { 0.0 };
         // A surge is learned only up to 20% above the level, or three Poisson deviations on a
         // quiet series (where a sample 20% up is noise, and clipping it would bias the level
         // down).
         let ceiling = (lvl * 1.2).max(lvl + 3.0 * mu.max(0.0).sqrt() / dti);
         let learn_rate = if has_level { rate.min(ceiling) } else { rate };
-        sum[i] = sum[i] * (1.0 - a) + if quiet { learn_rate } else { 0.0 };
-        w[i] = w[i] * (1.0 - a) + if quiet { 1.0 } else { 0.0 };
+        sum[i] = sum0 * (1.0 - a) + if quiet { learn_rate } else { 0.0 };
+        let w1 = w0 * (1.0 - a) + if quiet { 1.0 } else { 0.0 };
+        w[i] = w1;
         // The relative variance beyond Poisson's learns from every sample while not firing:
         // learning only from samples near the level would leave out the very dips that make a
         // bursty series (or one whose level lags a steep diurnal decline) look like a loss. One
@@ -459,7 +446,7 @@ fn success_rows(
         // (A plain mean until the EWMA's weight takes over: an estimate that starts from zero
         // would still be a third short of the truth an hour after warm-up.)
         let a_var = if has_level && fir <= 0.0 {
-            alpha[i].max(1.0 / (w[i] + 1.0))
+            alpha_i.max(1.0 / (w1 + 1.0))
         } else {
             0.0
         };
@@ -777,19 +764,23 @@ fn pool_rows(
     let (horizon, sat_u) = (to_f(cfg.horizon_s), to_f(cfg.saturated_utilisation));
     let min_pending = to_f(cfg.min_pending);
     for i in 0..len {
+        // Each column read once and written once (see `ratio_rows`).
+        let (dt_i, alpha_i, pend_i, fir) = (dt[i], alpha[i], pending[i], firing[i]);
+        let (lvl0, tr0, base0, var0, n0) = (lvl[i], tr[i], base[i], var[i], n[i]);
+        let (warn0, sat0, clear0, last0) = (warn[i], sat[i], clear[i], last[i]);
         let u = active[i] / max[i];
         let valid = u.is_finite() && max[i] > 0.0;
         let u = if valid { u.clamp(0.0, 1.5) } else { 0.0 };
-        let first = n[i] <= 0.0;
-        let pred = lvl[i] + tr[i] * dt[i];
+        let first = n0 <= 0.0;
+        let pred = lvl0 + tr0 * dt_i;
         let new_lvl = if first { u } else { 0.5 * u + 0.5 * pred };
         let new_tr = if first {
             0.0
         } else {
-            0.3 * (new_lvl - lvl[i]) / dt[i] + 0.7 * tr[i]
+            0.3 * (new_lvl - lvl0) / dt_i + 0.7 * tr0
         };
-        let b = if first { u } else { base[i] };
-        let sd = var[i].max(min_var).sqrt();
+        let b = if first { u } else { base0 };
+        let sd = var0.max(min_var).sqrt();
         let z = (new_lvl - b) / sd;
         let eta = if new_tr > 0.0 {
             (1.0 - new_lvl).max(0.0) / new_tr
@@ -801,36 +792,37 @@ fn pool_rows(
             && new_lvl >= warn_min_u
             && z >= warn_z
             && eta <= horizon;
-        let sat_now = valid && u >= sat_u && pending[i] >= min_pending;
-        let streak_start = (warn_now || sat_now) && warn[i] <= 0.0 && sat[i] <= 0.0;
+        let sat_now = valid && u >= sat_u && pend_i >= min_pending;
+        let streak_start = (warn_now || sat_now) && warn0 <= 0.0 && sat0 <= 0.0;
         starts[i] |= if streak_start { bit } else { 0 };
-        warn[i] = if warn_now { warn[i] + 1.0 } else { 0.0 };
-        sat[i] = if sat_now { sat[i] + 1.0 } else { 0.0 };
+        // Streaks and clear time by weights of 0 and 1 (finite, non-negative counts), not
+        // selects: see `ratio_rows`.
+        let warn1 = (warn0 + 1.0) * if warn_now { 1.0 } else { 0.0 };
+        let sat1 = (sat0 + 1.0) * if sat_now { 1.0 } else { 0.0 };
+        warn[i] = warn1;
+        sat[i] = sat1;
         let calm = valid && !warn_now && !sat_now && z < 0.5 * warn_z;
-        clear[i] = if calm {
-            clear[i] + dt[i]
-        } else if valid {
-            0.0
-        } else {
-            clear[i]
-        };
+        // Calm: one interval more; judged and not calm: back to zero; not judged: unchanged.
+        let step: F = if calm { dt_i } else { 0.0 };
+        let keep: F = if calm || !valid { 1.0 } else { 0.0 };
+        clear[i] = (clear0 + step) * keep;
         // Learn only while calm (within half the warning's z of the baseline): a slow leak
         // sampled once a minute climbs by a standard deviation or more per sample, and learning
         // the climb as normal would keep its z below the warning until the pool is full.
-        let quiet = calm && firing[i] <= 0.0;
+        let quiet = calm && fir <= 0.0;
         let a = if quiet {
-            alpha[i].max(1.0 / (n[i] + 1.0))
+            alpha_i.max(1.0 / (n0 + 1.0))
         } else {
             0.0
         };
         let dev = u - b;
-        lvl[i] = if valid { new_lvl } else { lvl[i] };
-        tr[i] = if valid { new_tr } else { tr[i] };
+        lvl[i] = if valid { new_lvl } else { lvl0 };
+        tr[i] = if valid { new_tr } else { tr0 };
         base[i] = b + a * dev;
-        var[i] += a * (dev * dev - var[i]);
-        n[i] += if valid { 1.0 } else { 0.0 };
-        last[i] = if valid { u } else { last[i] };
-        attn[i] |= if (warn[i] >= confirm) | (sat[i] >= confirm) | (firing[i] > 0.0) { bit } else { 0 };
+        var[i] = var0 + a * (dev * dev - var0);
+        n[i] = n0 + if valid { 1.0 } else { 0.0 };
+        last[i] = if valid { u } else { last0 };
+        attn[i] |= if (warn1 >= confirm) | (sat1 >= confirm) | (fir > 0.0) { bit } else { 0 };
     }
 }
 }
