@@ -606,29 +606,30 @@ fn latency_rows(
     let (cusum_h, spike_z) = (to_f(cfg.cusum_h), to_f(cfg.spike_z));
     let ln_body = fast_ln(to_f(cfg.spike_min_p50_factor));
     for i in 0..len {
-        let p = p99[i];
-        let valid = p.is_finite() && p > 0.0 && req[i] >= min_requests;
+        // Each column read once and written once (see `ratio_rows`).
+        let (p, q, req_i, warm_i, dt_i, alpha_i) = (p99[i], p50[i], req[i], warm[i], dt[i], alpha[i]);
+        let (m0, v0, n0, prev, last0) = (m[i], v[i], n[i], cus[i], last[i]);
+        let (m50_0, v50_0, n50_0, prev50) = (m50[i], v50[i], n50[i], c50[i]);
+        let (fir, clear0) = (firing[i], clear[i]);
+        let valid = p.is_finite() && p > 0.0 && req_i >= min_requests;
         let lp = fast_ln(if valid { p } else { 1.0 });
-        let first = n[i] <= 0.0;
-        let mean = if first { lp } else { m[i] };
+        let first = n0 <= 0.0;
+        let mean = if first { lp } else { m0 };
         // The spread of a p99 shrinks with the requests behind it: `v` holds the variance
         // scaled by volume, so a quiet hour is judged with the wider spread it really has.
-        let vol = req[i].max(1.0);
-        let sd = (v[i] / vol).max(min_sd2).sqrt();
+        let vol = req_i.max(1.0);
+        let sd = (v0 / vol).max(min_sd2).sqrt();
         let dev = lp - mean;
         let z = dev / sd;
-        let prev = cus[i];
-        let next = cusum_step(valid && warm[i] > 0.0, prev, z, spike_z, cusum_k);
+        let next = cusum_step(valid && warm_i > 0.0, prev, z, spike_z, cusum_k);
         // The p50's channel: every sample with a p50 and a request behind it.
-        let q = p50[i];
-        let has50 = q.is_finite() && q > 0.0 && req[i] >= 1.0;
+        let has50 = q.is_finite() && q > 0.0 && req_i >= 1.0;
         let lq = fast_ln(if has50 { q } else { 1.0 });
-        let had50 = n50[i] > 0.0;
-        let mean50 = if had50 { m50[i] } else { lq };
-        let sd50 = (v50[i] / vol).max(min_sd2).sqrt();
+        let had50 = n50_0 > 0.0;
+        let mean50 = if had50 { m50_0 } else { lq };
+        let sd50 = (v50_0 / vol).max(min_sd2).sqrt();
         let dev50 = lq - mean50;
-        let prev50 = c50[i];
-        let next50 = cusum_step(has50 && warm[i] > 0.0, prev50, dev50 / sd50, spike_z, cusum_k);
+        let next50 = cusum_step(has50 && warm_i > 0.0, prev50, dev50 / sd50, spike_z, cusum_k);
         c50[i] = next50;
         starts[i] |= if (prev <= 0.0 && prev50 <= 0.0) && (next > 0.0 || next50 > 0.0) {
             bit
@@ -641,15 +642,11 @@ fn latency_rows(
         // that far off, and a recovered series would wait long for enough calm samples in a row).
         let judged = valid | has50;
         let calm = (!valid || dev < ln_clear) && (!has50 || dev50 < ln_clear + sd50);
-        clear[i] = if judged {
-            if calm {
-                clear[i] + dt[i]
-            } else {
-                0.0
-            }
-        } else {
-            clear[i]
-        };
+        // Calm: one interval more; judged and not calm: back to zero; not judged: unchanged
+        // (weights of 0 and 1 on a finite sum, as in `ratio_rows`).
+        let step: F = if judged && calm { dt_i } else { 0.0 };
+        let keep: F = if calm || !judged { 1.0 } else { 0.0 };
+        clear[i] = (clear0 + step) * keep;
         // Learn from every sample while not firing. Leaving out the samples far above the
         // mean would leave out the very tail that makes a p99 noisy (a p99 over a few hundred
         // requests jumps two- to fivefold whenever a handful of them are slow), and the spread
@@ -660,17 +657,16 @@ fn latency_rows(
         // barely widen the test that is about to judge them). Neither applies before the
         // spread is known (30 samples), or a spread learned from the first few samples could
         // never grow to its real size. The p50's channel learns the same way.
-        let learn = valid && firing[i] <= 0.0;
-        (m[i], v[i], n[i]) =
-            learn_step(learn, alpha[i], n[i], mean, v[i], dev, sd, vol, next <= cusum_h);
-        last[i] = if valid { p } else { last[i] };
-        let learn50 = has50 && firing[i] <= 0.0;
+        let learn = valid && fir <= 0.0;
+        (m[i], v[i], n[i]) = learn_step(learn, alpha_i, n0, mean, v0, dev, sd, vol, next <= cusum_h);
+        last[i] = if valid { p } else { last0 };
+        let learn50 = has50 && fir <= 0.0;
         (m50[i], v50[i], n50[i]) = learn_step(
             learn50,
-            alpha[i],
-            n50[i],
+            alpha_i,
+            n50_0,
             mean50,
-            v50[i],
+            v50_0,
             dev50,
             sd50,
             vol,
@@ -678,8 +674,9 @@ fn latency_rows(
         );
         // The single-sample rule: the p99 far up, and the body with it.
         let body = valid && has50 && had50 && dev50 >= ln_body;
-        zs[i] = if body && warm[i] > 0.0 { z } else { 0.0 };
-        let look = (next > cusum_h) | (next50 > cusum_h) | (zs[i] >= spike_z) | (firing[i] > 0.0);
+        let z_kept = if body && warm_i > 0.0 { z } else { 0.0 };
+        zs[i] = z_kept;
+        let look = (next > cusum_h) | (next50 > cusum_h) | (z_kept >= spike_z) | (fir > 0.0);
         attn[i] |= if look { bit } else { 0 };
     }
 }
