@@ -1040,7 +1040,7 @@ impl Detector {
         if full {
             // Against the fleet's clock: a tick ahead of it (only a few series were that far,
             // closed at the end of a stream) says nothing of the others' absence.
-            self.check_absent(ts.min(self.clock()));
+            self.check_absent(ts.min(self.clock()), &rows.sid);
         }
     }
 
@@ -1369,31 +1369,54 @@ impl Detector {
     }
 
     /// A warm series that has missed `absent_after_intervals` of its intervals, judged against
-    /// the tick being closed (the fleet's event time), is absent.
-    fn check_absent(&mut self, ts: i64) {
+    /// the tick being closed (the fleet's event time), is absent. `reported` are the series of
+    /// the tick's rows: their newest sample is the tick's own, at or after `ts`, so only the
+    /// other series are looked at (when `reported` is in series order, as a whole tick's rows
+    /// are; otherwise every series is).
+    fn check_absent(&mut self, ts: i64, reported: &[u32]) {
         #[allow(clippy::cast_precision_loss)]
         let tsf = ts as f64;
         let k = self.p.cfg.telemetry.absent_after_intervals;
         let warmup = self.p.cfg.warmup_s;
         let st = &self.st;
+        let n = st.len();
         let mut due = std::mem::take(&mut self.absent_due);
-        due.clear();
-        due.resize(st.len(), 0);
-        absent_due(
-            tsf,
-            k,
-            warmup,
-            &st.interval_s,
-            &st.seen,
-            &st.a_firing,
-            &st.last_ts,
-            &mut due,
-        );
-        let hits: Vec<usize> = if due.iter().fold(0, |acc, &d| acc | d) != 0 {
-            (0..due.len()).filter(|&s| due[s] != 0).collect()
-        } else {
-            Vec::new()
+        let mut hits = Vec::new();
+        let mut judge = |r: std::ops::Range<usize>| {
+            due.clear();
+            due.resize(r.len(), 0);
+            absent_due(
+                tsf,
+                k,
+                warmup,
+                &st.interval_s[r.clone()],
+                &st.seen[r.clone()],
+                &st.a_firing[r.clone()],
+                &st.last_ts[r.clone()],
+                &mut due,
+            );
+            if due.iter().fold(0, |acc, &d| acc | d) != 0 {
+                let from = r.start;
+                hits.extend(r.filter(|&s| due[s - from] != 0));
+            }
         };
+        let ordered = reported.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]));
+        if ordered && reported.last().is_none_or(|&s| (s as usize) < n) {
+            // The gaps between the reported series, in order.
+            let mut from = 0;
+            for &s in reported {
+                let s = s as usize;
+                if s > from {
+                    judge(from..s);
+                }
+                from = s + 1;
+            }
+            if from < n {
+                judge(from..n);
+            }
+        } else {
+            judge(0..n);
+        }
         self.absent_due = due;
         for s in hits {
             #[allow(clippy::cast_possible_truncation)]
