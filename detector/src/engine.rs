@@ -2105,9 +2105,11 @@ fn mark_run_starts(st: &mut SeriesState, sids: &[u32], dt: &[F], starts: &[u32],
     }
 }
 
-/// Sums the success rate and its level per service over a tick's rows (`svc_rate`,
-/// `svc_lvl`, zeroed first). Its own function so the columns are slices the compiler knows
-/// apart, rather than fields it would reload on every row.
+/// Sums the success rate and its level per service over a tick's rows into `svc_rate` and
+/// `svc_lvl` (overwritten). Each service's sums are kept in four partial sums, row `i` adding
+/// to partial `i % 4`, so consecutive rows of a service do not wait on one running sum. Its own
+/// function so the columns are slices the compiler knows apart, rather than fields it would
+/// reload on every row.
 #[inline(never)]
 fn service_totals(
     sids: &[u32],
