@@ -7,6 +7,19 @@ use crate::config::{DbPoolConfig, LatencyConfig, RatioConfig, SuccessDropConfig}
 use crate::state::{to_f, F};
 use crate::stats::fast_ln;
 
+/// A kind's clear time (seconds of calm in a row, which resolution waits on) after a sample of
+/// `dt` seconds, for the kinds that skip samples they cannot judge (latency, pool): one
+/// interval more when the sample was judged and calm, back to zero when it was judged and not
+/// calm, unchanged when it was not judged. Weights of 0 and 1 on the finite
+/// sum rather than selects: a select of the column's own value becomes a masked store (see
+/// `ratio_rows`).
+#[inline(always)]
+fn clear_step(judged: bool, calm: bool, clear: F, dt: F) -> F {
+    let step: F = if judged && calm { dt } else { 0.0 };
+    let keep: F = if calm || !judged { 1.0 } else { 0.0 };
+    (clear + step) * keep
+}
+
 /// Inputs common to every kernel for one tick.
 #[derive(Debug)]
 pub struct Common<'a> {
@@ -642,11 +655,7 @@ fn latency_rows(
         // that far off, and a recovered series would wait long for enough calm samples in a row).
         let judged = valid | has50;
         let calm = (!valid || dev < ln_clear) && (!has50 || dev50 < ln_clear + sd50);
-        // Calm: one interval more; judged and not calm: back to zero; not judged: unchanged
-        // (weights of 0 and 1 on a finite sum, as in `ratio_rows`).
-        let step: F = if judged && calm { dt_i } else { 0.0 };
-        let keep: F = if calm || !judged { 1.0 } else { 0.0 };
-        clear[i] = (clear0 + step) * keep;
+        clear[i] = clear_step(judged, calm, clear0, dt_i);
         // Learn from every sample while not firing. Leaving out the samples far above the
         // mean would leave out the very tail that makes a p99 noisy (a p99 over a few hundred
         // requests jumps two- to fivefold whenever a handful of them are slow), and the spread
@@ -792,17 +801,14 @@ fn pool_rows(
         let sat_now = valid && u >= sat_u && pend_i >= min_pending;
         let streak_start = (warn_now || sat_now) && warn0 <= 0.0 && sat0 <= 0.0;
         starts[i] |= if streak_start { bit } else { 0 };
-        // Streaks and clear time by weights of 0 and 1 (finite, non-negative counts), not
-        // selects: see `ratio_rows`.
+        // Streaks by weights of 0 and 1 (finite, non-negative counts), not selects: see
+        // `ratio_rows`.
         let warn1 = (warn0 + 1.0) * if warn_now { 1.0 } else { 0.0 };
         let sat1 = (sat0 + 1.0) * if sat_now { 1.0 } else { 0.0 };
         warn[i] = warn1;
         sat[i] = sat1;
         let calm = valid && !warn_now && !sat_now && z < 0.5 * warn_z;
-        // Calm: one interval more; judged and not calm: back to zero; not judged: unchanged.
-        let step: F = if calm { dt_i } else { 0.0 };
-        let keep: F = if calm || !valid { 1.0 } else { 0.0 };
-        clear[i] = (clear0 + step) * keep;
+        clear[i] = clear_step(valid, calm, clear0, dt_i);
         // Learn only while calm (within half the warning's z of the baseline): a slow leak
         // sampled once a minute climbs by a standard deviation or more per sample, and learning
         // the climb as normal would keep its z below the warning until the pool is full.
