@@ -883,9 +883,21 @@ impl Detector {
         self.closed_ts = self.closed_ts.max(tick.ts);
         self.process(tick.ts, &tick.rows, true, out);
         // The set of series expected in the next tick is the set that reported in this one.
-        // Usually that is the same series in the same order as the tick before, and then the
-        // expected set stands as it is.
-        if tick.rows.sid != self.prev_sids {
+        // Usually that is the same set as the tick before, and then the expected set stands as
+        // it is. It is when every row was counted against the current set as one of its series
+        // and there are as many rows as it has series (a tick's rows are distinct series),
+        // whatever order they came in; otherwise the rows are compared with the last set.
+        let same_set = tick.counted_gen == self.expected_gen
+            && tick.hits == tick.rows.len()
+            && tick.rows.len() == self.expected_count;
+        #[cfg(debug_assertions)]
+        if same_set {
+            let (mut a, mut b) = (tick.rows.sid.clone(), self.prev_sids.clone());
+            a.sort_unstable();
+            b.sort_unstable();
+            debug_assert_eq!(a, b, "a tick counted as the expected set is that set");
+        }
+        if !same_set && tick.rows.sid != self.prev_sids {
             for &s in &self.prev_sids {
                 self.expected[s as usize] = false;
             }
