@@ -5,6 +5,8 @@
 //! - The broker goes down mid-stream and comes back: no sample is lost, and once everything is
 //!   acknowledged and committed a new member of the group gets none of it again.
 //! - Unacknowledged messages are read again by the next member (at least once).
+//! - With commits after checkpoints, nothing is committed until the caller's checkpoint is
+//!   durable (not by auto-commit, a revoke or closing), and then exactly what was processed.
 //! - A poison message goes to the dead-letter topic with its reason and source coordinates, and
 //!   the messages after it on the same partition are processed.
 //!
@@ -307,6 +309,85 @@ fn unacknowledged_messages_are_read_again_by_the_next_member() {
     });
     assert_eq!(again.sample_set(), read.sample_set());
     second.close(Duration::from_secs(10)).unwrap();
+}
+
+/// The group's committed offsets of `source`'s partitions of the metrics topic, by partition
+/// (`None`: nothing committed).
+fn committed_metrics(source: &KafkaSource) -> BTreeMap<i32, Option<i64>> {
+    source
+        .committed(Duration::from_secs(10))
+        .unwrap()
+        .into_iter()
+        .filter(|(topic, _, _)| topic == METRICS)
+        .map(|(_, partition, offset)| (partition, offset))
+        .collect()
+}
+
+#[test]
+fn after_a_checkpoint_only_the_checkpoint_commits() {
+    let c = cluster();
+    let brokers = c.bootstrap_servers();
+    let p = producer(&brokers);
+    produce_json(&p, 0..40);
+    p.flush(Duration::from_secs(10)).unwrap();
+    let s = KafkaSettings {
+        commit_after_checkpoint: true,
+        ..settings(&brokers, "g-checkpoint", FormatKind::Json)
+    };
+
+    // A member that processes and acknowledges everything but never checkpoints, for several
+    // auto-commit intervals (200 ms here), then leaves: nothing may be committed, by the
+    // interval, the revoke of its partitions or `close`.
+    let mut first = KafkaSource::new(&s).unwrap();
+    let read = consume(&mut first, true, Duration::from_secs(30), |s| {
+        s.samples.len() >= 40
+    });
+    assert_eq!(read.samples.len(), 40);
+    assert_nothing_more(&mut first, Duration::from_secs(1), "before any commit");
+    let committed = committed_metrics(&first);
+    assert_eq!(
+        committed.len(),
+        3,
+        "all three partitions assigned: {committed:?}"
+    );
+    assert!(
+        committed.values().all(Option::is_none),
+        "committed before a checkpoint: {committed:?}"
+    );
+    first.close(Duration::from_secs(10)).unwrap();
+
+    // The next member reads it all again (the restored checkpoint's dedup absorbs that), and
+    // once its checkpoint is durable it commits what it processed: the end of every partition.
+    let mut second = KafkaSource::new(&s).unwrap();
+    let again = consume(&mut second, true, Duration::from_secs(30), |s| {
+        s.samples.len() >= 40
+    });
+    assert_eq!(again.sample_set(), read.sample_set());
+    let ends: BTreeMap<i32, i64> = again.messages.iter().fold(BTreeMap::new(), |mut m, msg| {
+        let e = m.entry(msg.partition).or_insert(0);
+        *e = (*e).max(msg.offset + 1);
+        m
+    });
+    second.commit().unwrap();
+    let committed = committed_metrics(&second);
+    let want: BTreeMap<i32, Option<i64>> = ends.iter().map(|(&p, &o)| (p, Some(o))).collect();
+    assert_eq!(committed, want, "the commit covers what was processed");
+    second.close(Duration::from_secs(10)).unwrap();
+
+    // A third member starts after the commit: only what is produced from now on arrives.
+    produce_json(&p, 40..52);
+    p.flush(Duration::from_secs(10)).unwrap();
+    let mut third = KafkaSource::new(&s).unwrap();
+    let fresh = consume(&mut third, true, Duration::from_secs(30), |s| {
+        s.samples.len() >= 12
+    });
+    let want_new: BTreeSet<_> = (40..52)
+        .map(sample)
+        .map(|s| (s.ts_ms, s.cluster, s.service))
+        .collect();
+    assert_eq!(fresh.sample_set(), want_new);
+    assert_eq!(fresh.samples.len(), 12, "nothing committed came back");
+    third.close(Duration::from_secs(10)).unwrap();
 }
 
 #[test]
