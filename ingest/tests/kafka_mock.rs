@@ -111,12 +111,21 @@ struct Seen {
     rejected: Vec<(KafkaMessage, String)>,
 }
 
+/// A sample's (ts, cluster, service): what the sets below compare.
+type SampleKey = (i64, String, String);
+
+fn key_of(s: &Sample) -> SampleKey {
+    (s.ts_ms, s.cluster.clone(), s.service.clone())
+}
+
+/// The keys of samples `range` (see [`sample`]).
+fn produced(range: std::ops::Range<usize>) -> BTreeSet<SampleKey> {
+    range.map(|i| key_of(&sample(i))).collect()
+}
+
 impl Seen {
-    fn sample_set(&self) -> BTreeSet<(i64, String, String)> {
-        self.samples
-            .iter()
-            .map(|s| (s.ts_ms, s.cluster.clone(), s.service.clone()))
-            .collect()
+    fn sample_set(&self) -> BTreeSet<SampleKey> {
+        self.samples.iter().map(key_of).collect()
     }
 }
 
@@ -246,10 +255,7 @@ fn broker_down_and_up_mid_stream_loses_nothing_and_acked_is_not_redelivered() {
         source.is_connected()
     });
     seen.samples.extend(rest.samples);
-    let want: BTreeSet<_> = (0..TOTAL)
-        .map(sample)
-        .map(|s| (s.ts_ms, s.cluster, s.service))
-        .collect();
+    let want = produced(0..TOTAL);
     assert_eq!(
         seen.sample_set(),
         want,
@@ -259,11 +265,11 @@ fn broker_down_and_up_mid_stream_loses_nothing_and_acked_is_not_redelivered() {
     let by_key: BTreeMap<_, _> = seen
         .samples
         .iter()
-        .map(|s| ((s.ts_ms, s.cluster.clone(), s.service.clone()), s.clone()))
+        .map(|s| (key_of(s), s.clone()))
         .collect();
     for i in [0, FIRST - 1, FIRST, TOTAL - 1] {
         let s = sample(i);
-        assert_eq!(by_key[&(s.ts_ms, s.cluster.clone(), s.service.clone())], s);
+        assert_eq!(by_key[&key_of(&s)], s);
     }
 
     // Everything was acknowledged: closing commits it, and the next member of the group starts
@@ -275,10 +281,7 @@ fn broker_down_and_up_mid_stream_loses_nothing_and_acked_is_not_redelivered() {
     let fresh = consume(&mut next, true, Duration::from_secs(30), |s| {
         s.samples.len() >= 12
     });
-    let want_new: BTreeSet<_> = (TOTAL..TOTAL + 12)
-        .map(sample)
-        .map(|s| (s.ts_ms, s.cluster, s.service))
-        .collect();
+    let want_new = produced(TOTAL..TOTAL + 12);
     assert_eq!(fresh.sample_set(), want_new);
     assert_eq!(fresh.samples.len(), 12, "no acknowledged sample came back");
     assert_nothing_more(&mut next, Duration::from_secs(2), "after the commit");
@@ -381,10 +384,7 @@ fn after_a_checkpoint_only_the_checkpoint_commits() {
     let fresh = consume(&mut third, true, Duration::from_secs(30), |s| {
         s.samples.len() >= 12
     });
-    let want_new: BTreeSet<_> = (40..52)
-        .map(sample)
-        .map(|s| (s.ts_ms, s.cluster, s.service))
-        .collect();
+    let want_new = produced(40..52);
     assert_eq!(fresh.sample_set(), want_new);
     assert_eq!(fresh.samples.len(), 12, "nothing committed came back");
     third.close(Duration::from_secs(10)).unwrap();
@@ -520,9 +520,9 @@ fn arrow_messages_and_change_events_arrive_on_their_topics() {
         got.extend(samples_of(&batches, dec.interner()));
         source.ack(d.token);
     }
-    got.sort_by_key(|s| (s.ts_ms, s.cluster.clone(), s.service.clone()));
+    got.sort_by_key(key_of);
     let mut want = rows.clone();
-    want.sort_by_key(|s| (s.ts_ms, s.cluster.clone(), s.service.clone()));
+    want.sort_by_key(key_of);
     assert_eq!(got, want);
     assert_eq!(changes, vec![change.as_bytes().to_vec()]);
     source.close(Duration::from_secs(10)).unwrap();
