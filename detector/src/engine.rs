@@ -12,6 +12,7 @@ use arrow_array::{Array, PrimitiveArray, RecordBatch};
 
 use crate::alert::{alert_id, summary, AlertEvent, AlertKind, AlertState, Severity};
 use crate::clock::FleetClock;
+use crate::col::Col;
 use crate::config::{ConfigError, DetectorConfig, Params};
 use crate::kernels::{
     self, Common, LatencyCols, Marks, PoolCols, RatioCols, SuccessCols, SuccessParams,
@@ -60,16 +61,16 @@ pub struct DetectorStats {
 /// One sample as buffered while its tick is open.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Rows {
-    sid: Vec<u32>,
-    dt: Vec<F>,
-    req: Vec<F>,
-    err: Vec<F>,
-    retries: Vec<F>,
-    p50: Vec<F>,
-    p99: Vec<F>,
-    pool_active: Vec<F>,
-    pool_max: Vec<F>,
-    pool_pending: Vec<F>,
+    sid: Col<u32>,
+    dt: Col<F>,
+    req: Col<F>,
+    err: Col<F>,
+    retries: Col<F>,
+    p50: Col<F>,
+    p99: Col<F>,
+    pool_active: Col<F>,
+    pool_max: Col<F>,
+    pool_pending: Col<F>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -304,7 +305,7 @@ pub struct Detector {
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
     /// Per tick: warm flags (scratch, reused).
-    warm: Vec<F>,
+    warm: Col<F>,
     /// Per tick: 1 when a kernel saw evidence worth the candidate pass (scratch, reused).
     flags: TickFlags,
     /// Per series: telemetry_absent is due (scratch, reused).
@@ -398,7 +399,7 @@ impl Detector {
             svc_base: Vec::new(),
             active: HashMap::new(),
             stats: DetectorStats::default(),
-            warm: Vec::new(),
+            warm: Col::new(),
             flags: TickFlags::default(),
             absent_due: Vec::new(),
             late: Rows::default(),
@@ -892,12 +893,12 @@ impl Detector {
             && tick.rows.len() == self.expected_count;
         #[cfg(debug_assertions)]
         if same_set {
-            let (mut a, mut b) = (tick.rows.sid.clone(), self.prev_sids.clone());
+            let (mut a, mut b) = (tick.rows.sid.to_vec(), self.prev_sids.clone());
             a.sort_unstable();
             b.sort_unstable();
             debug_assert_eq!(a, b, "a tick counted as the expected set is that set");
         }
-        if !same_set && tick.rows.sid != self.prev_sids {
+        if !same_set && tick.rows.sid[..] != self.prev_sids[..] {
             for &s in &self.prev_sids {
                 self.expected[s as usize] = false;
             }
@@ -1664,7 +1665,7 @@ impl BatchCols<'_> {
 /// Column conversions to [`F`], compiled for AVX2 and AVX-512 too (`crate::isa`): the baseline
 /// has no packed conversion from unsigned integers.
 mod convert {
-    use super::F;
+    use super::{Col, F};
 
     /// 2^52 as the bits of an f64: OR-ing an integer below 2^52 into its mantissa and
     /// subtracting 2^52 converts it exactly, in plain vector instructions.
@@ -1680,26 +1681,26 @@ mod convert {
 
     crate::isa::multiversion! {
     /// Counts, by [`count`].
-    pub(super) fn u64s(out: &mut Vec<F>, v: &[u64]) {
+    pub(super) fn u64s(out: &mut Col<F>, v: &[u64]) {
         out.extend(v.iter().map(|&x| count(x)));
     }
     }
 
     crate::isa::multiversion! {
-    pub(super) fn u32s(out: &mut Vec<F>, v: &[u32]) {
+    pub(super) fn u32s(out: &mut Col<F>, v: &[u32]) {
         out.extend(v.iter().map(|&x| super::to_f(f64::from(x))));
     }
     }
 
     crate::isa::multiversion! {
-    pub(super) fn f64s(out: &mut Vec<F>, v: &[f64]) {
+    pub(super) fn f64s(out: &mut Col<F>, v: &[f64]) {
         out.extend(v.iter().map(|&x| super::to_f(x)));
     }
     }
 
     crate::isa::multiversion! {
     /// Interval lengths: milliseconds to seconds, at least a millisecond.
-    pub(super) fn interval_s(out: &mut Vec<F>, v: &[u32]) {
+    pub(super) fn interval_s(out: &mut Col<F>, v: &[u32]) {
         out.extend(
             v.iter()
                 .map(|&x| (super::to_f(f64::from(x)) / 1000.0).max(0.001)),
@@ -1739,7 +1740,7 @@ fn patch_nulls<T: ArrowPrimitiveType>(
 
 crate::isa::multiversion! {
 /// Appends `from[order[k]]` for each `k` to `out` (vector gathers where the CPU has them).
-fn gather(out: &mut Vec<F>, from: &[F], order: &[u32]) {
+fn gather(out: &mut Col<F>, from: &[F], order: &[u32]) {
     let Some(last) = from.len().checked_sub(1) else {
         return;
     };
@@ -1857,9 +1858,9 @@ fn event_order(a: &AlertEvent, b: &AlertEvent) -> std::cmp::Ordering {
 #[derive(Debug, Default)]
 struct TickFlags {
     /// `KIND_*` bits: the candidate pass must look at the kind for the row.
-    attn: Vec<u32>,
+    attn: Col<u32>,
     /// `KIND_*` bits: the kind's run started in this tick.
-    starts: Vec<u32>,
+    starts: Col<u32>,
 }
 
 impl TickFlags {

@@ -10,6 +10,7 @@
 
 pub mod alert;
 mod clock;
+pub mod col;
 pub mod config;
 mod engine;
 pub mod incident;

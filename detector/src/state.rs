@@ -8,6 +8,8 @@
 //! against thresholds, for which seven significant digits are ample. What must be exact stays `f64`: event times (epoch
 //! milliseconds) and cumulative counts.
 
+use crate::col::Col;
+
 /// The float type of the per-sample statistics.
 pub type F = f32;
 
@@ -23,7 +25,7 @@ macro_rules! soa {
         $(#[$meta])*
         #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
         pub struct $name {
-            $($(#[$fmeta])* pub $field: Vec<$ty>,)*
+            $($(#[$fmeta])* pub $field: Col<$ty>,)*
         }
 
         impl $name {
