@@ -304,6 +304,10 @@ pub struct Detector {
     svc_base: Vec<f64>,
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
+    /// Per series: the start of its last run of low samples counted in
+    /// `DetectorStats::moves_suppressed`. Not in snapshots: a restart in the middle of a move
+    /// counts it again.
+    moves_counted: HashMap<SeriesId, i64>,
     /// Per tick: warm flags (scratch, reused).
     warm: Col<F>,
     /// Per tick: 1 when a kernel saw evidence worth the candidate pass (scratch, reused).
@@ -399,6 +403,7 @@ impl Detector {
             svc_base: Vec::new(),
             active: HashMap::new(),
             stats: DetectorStats::default(),
+            moves_counted: HashMap::new(),
             warm: Col::new(),
             flags: TickFlags::default(),
             absent_due: Vec::new(),
@@ -1171,11 +1176,12 @@ impl Detector {
                 if warm && k.significant(low, run_s, run_mu, var) {
                     let svc = self.service_of[s] as usize;
                     if self.conserved[svc] {
-                        // Traffic moved to sibling clusters: not a loss. Counted once per run:
-                        // on the sample that made it significant.
-                        let dt = rows.dt[i];
-                        let (prev_s, prev_mu) = (run_s - to_f(rate) * dt, run_mu - to_f(lvl) * dt);
-                        if !k.significant(low - 1.0, prev_s, prev_mu, var) {
+                        // Traffic moved to sibling clusters: not a loss. Counted once per run
+                        // of low samples (known by its start), however often its pooled
+                        // significance comes and goes.
+                        #[allow(clippy::cast_possible_truncation)]
+                        let run = st.s_runstart[s] as i64;
+                        if self.moves_counted.insert(sid, run) != Some(run) {
                             self.stats.moves_suppressed += 1;
                         }
                     } else {

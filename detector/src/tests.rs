@@ -831,7 +831,82 @@ fn traffic_moved_between_clusters_of_a_service_is_not_a_loss() {
     d.push_batch(&batch(&rows), &keys, &mut out).unwrap();
     d.finish(&mut out);
     assert!(out.is_empty(), "{out:#?}");
-    assert!(d.stats().moves_suppressed >= 1);
+    assert_eq!(d.stats().moves_suppressed, 1, "one cluster evacuated once");
+}
+
+#[test]
+fn a_move_between_clusters_is_counted_once_per_run_however_its_depth_varies() {
+    // svc0 on c0..c2. c0 sheds traffic to its siblings (the service's total is conserved, so no
+    // page) in `runs` separate spells of low samples; within a spell its share may swing
+    // between deep and shallow drops (all below the 60% a low sample is). On a bursty series
+    // (c0's volume swinging by `burst` either way, uniformly) that moves the run's pooled
+    // significance back and forth. Each spell is one move, counted once.
+    struct Case {
+        name: &'static str,
+        burst: f64,
+        depth: fn(i64) -> Option<f64>,
+        runs: u64,
+    }
+    let cases = [
+        Case {
+            name: "one steady evacuation",
+            burst: 0.0,
+            depth: |t| (ONSET..ONSET + 100).contains(&t).then_some(0.0),
+            runs: 1,
+        },
+        Case {
+            name: "one spell swinging between 0% and 45% every 5 samples",
+            burst: 0.0,
+            depth: |t| {
+                (ONSET..ONSET + 120)
+                    .contains(&t)
+                    .then_some(if (t - ONSET) / 5 % 2 == 0 { 0.0 } else { 0.45 })
+            },
+            runs: 1,
+        },
+        Case {
+            name: "a bursty cluster: deep, shallow for long, deep again",
+            burst: 0.25,
+            depth: |t| match t - ONSET {
+                0..3 => Some(0.0),
+                3..25 => Some(0.45),
+                25..80 => Some(0.0),
+                _ => None,
+            },
+            runs: 1,
+        },
+        Case {
+            name: "two spells with a normal sample between",
+            burst: 0.0,
+            // (sample 20 back at full volume ends the first spell)
+            depth: |t| {
+                let i = t - ONSET;
+                ((0..40).contains(&i) && i != 20).then_some(0.1)
+            },
+            runs: 2,
+        },
+    ];
+    for case in cases {
+        let (depth, burst) = (case.depth, case.burst);
+        let rows = simulate(3, ONSET + 200, 11, |s, t| {
+            let share = depth(t);
+            let req = match (s, share) {
+                (0, f) => 1000.0 * (1.0 + burst * (2.0 * unit_hash(s, t) - 1.0)) * f.unwrap_or(1.0),
+                (_, Some(f)) => 1000.0 + 500.0 * (1.0 - f),
+                _ => 1000.0,
+            };
+            Shape {
+                req,
+                ..Shape::default()
+            }
+        });
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        d.push_batch(&batch(&rows), &keys(3, 1), &mut out).unwrap();
+        d.finish(&mut out);
+        assert!(out.is_empty(), "{}: {out:#?}", case.name);
+        assert_eq!(d.stats().moves_suppressed, case.runs, "{}", case.name);
+    }
 }
 
 #[test]
