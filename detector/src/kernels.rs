@@ -455,10 +455,18 @@ fn success_rows(
         // The sample's own count estimates its Poisson part: (s - mu)^2 - s is unbiased for the
         // variance beyond Poisson's plus the level's error squared (the level's expected
         // Poisson variance, mu, would overstate it whenever the level lags above the truth).
+        // A run that was already as significant as a page needs before this sample is an
+        // event (where it did not page, traffic moved to sibling clusters), not the series'
+        // noise: its further samples do not feed the variance. Otherwise a long drain would
+        // inflate the variance (each sample counting up to ten times the estimate) until a
+        // later real loss on the cluster could not be told from noise. (The sample that makes
+        // a run significant still does: it is judged against the variance it leaves, as a
+        // burst on a noisy series must be.)
+        let event = is_low && low0 > 0.0 && k.significant(low0, rs0, rm0, var0);
         let m1 = mu.max(1.0);
         // (A plain mean until the EWMA's weight takes over: an estimate that starts from zero
         // would still be a third short of the truth an hour after warm-up.)
-        let a_var = if has_level && fir <= 0.0 {
+        let a_var = if has_level && fir <= 0.0 && !event {
             alpha_i.max(1.0 / (w1 + 1.0))
         } else {
             0.0

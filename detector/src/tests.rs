@@ -910,6 +910,46 @@ fn a_move_between_clusters_is_counted_once_per_run_however_its_depth_varies() {
 }
 
 #[test]
+fn a_cluster_drained_earlier_still_pages_when_it_later_loses_its_traffic() {
+    // svc0 on c0..c2. c0 is drained for `drain` samples (its siblings absorb the traffic: a
+    // move, no page), comes back for `gap` samples, then loses its traffic for good while the
+    // siblings do not take it over (the service's total falls by a third): a loss, to be
+    // paged on c0 within a few samples whatever the drain before it.
+    for (drain, gap) in [(10, 30), (100, 30), (360, 30), (100, 5)] {
+        let lost = ONSET + drain + gap;
+        let rows = simulate(3, lost + 30, 13, |s, t| {
+            let drained = (ONSET..ONSET + drain).contains(&t);
+            let req = match (s, drained, t >= lost) {
+                (0, true, _) | (0, _, true) => 0.0,
+                (_, true, _) => 1500.0,
+                _ => 1000.0,
+            };
+            Shape {
+                req,
+                ..Shape::default()
+            }
+        });
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        d.push_batch(&batch(&rows), &keys(3, 1), &mut out).unwrap();
+        d.finish(&mut out);
+        let fired: Vec<_> = firing(&out)
+            .into_iter()
+            .map(|e| (e.kind, e.cluster.as_str(), tick_of(e.detected_at) - lost))
+            .collect();
+        let case = format!("drained for {drain} samples, back for {gap}");
+        assert_eq!(d.stats().moves_suppressed, 1, "{case}: the drain is a move");
+        assert_eq!(fired.len(), 1, "{case}: {fired:?}");
+        let (kind, cluster, delay) = fired[0];
+        assert_eq!((kind, cluster), (AlertKind::SuccessDrop, "c0"), "{case}");
+        assert!(
+            (0..=2).contains(&delay),
+            "{case}: paged {delay} samples after the loss"
+        );
+    }
+}
+
+#[test]
 fn state_fits_the_memory_budget() {
     assert!(
         Detector::state_bytes_per_series() <= 1024,
