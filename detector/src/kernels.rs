@@ -241,8 +241,17 @@ fn ratio_rows(
         // ratio swings from sample to sample paged seven times as often). One squared residual
         // counts for at most 50 times the current estimate (so the estimate can grow with a
         // series' volume, unlike a fixed cap), and at most 20 times during a run (so the first
-        // samples of an incident barely deflate the test that is about to judge them).
-        let a_phi = if valid && firing_i <= 0.0 { alpha_i } else { 0.0 };
+        // samples of an incident barely deflate the test that is about to judge them). A run
+        // above the threshold teaches it only for its first 30 samples' worth of requests:
+        // longer, it is a sustained shift that did not page (below the practical floor), not
+        // the series' noise, and at up to 20 times the estimate per sample it would compound
+        // the estimate until a later spike, many times the baseline, could no longer page.
+        let young = runn_i <= 30.0 * nv;
+        let a_phi = if valid && firing_i <= 0.0 && (prev <= h || young) {
+            alpha_i
+        } else {
+            0.0
+        };
         let cap = phi_i.max(1.0) * if next <= h { 50.0 } else { 20.0 };
         phi[i] = phi_i + a_phi * (r2.min(cap) - phi_i);
         attn[i] |= if (next > h) | (firing_i > 0.0) { bit } else { 0 };

@@ -950,6 +950,43 @@ fn a_cluster_drained_earlier_still_pages_when_it_later_loses_its_traffic() {
 }
 
 #[test]
+fn an_error_spike_after_an_hour_of_slightly_raised_errors_still_pages() {
+    // c0's errors rise from 0.2% to 0.8% for an hour (below the practical floor of 1.2%: it
+    // may page at first, and resolve), then, straight after or 5 minutes later, jump to 3%.
+    // The hour must not have taught the detector that c0 is that noisy: the 3% pages within
+    // two samples.
+    for gap in [0, 30] {
+        let (raised, spike) = (ONSET..ONSET + 360, ONSET + 360 + gap);
+        let rows = simulate(4, spike + 30, 21, |s, t| Shape {
+            err: match (s, t) {
+                (0, t) if t >= spike => 0.03,
+                (0, t) if raised.contains(&t) => 0.008,
+                _ => 0.002,
+            },
+            ..Shape::default()
+        });
+        let events = run(&keys(4, 1), &rows);
+        // An error_rate_spike on c0 open two samples into the spike (fired then or before, not
+        // resolved by then), and no other alert.
+        let by = spike + 2;
+        let open = firing(&events).into_iter().any(|f| {
+            f.cluster == "c0"
+                && f.kind == AlertKind::ErrorRateSpike
+                && tick_of(f.detected_at) <= by
+                && !events
+                    .iter()
+                    .any(|r| r.id == f.id && r.resolved_at.is_some_and(|at| tick_of(at) <= by))
+        });
+        let elsewhere: Vec<_> = events.iter().filter(|e| e.cluster != "c0").collect();
+        assert!(elsewhere.is_empty(), "{elsewhere:#?}");
+        assert!(
+            open,
+            "{gap} samples between the raised hour and the spike: {events:#?}"
+        );
+    }
+}
+
+#[test]
 fn state_fits_the_memory_budget() {
     assert!(
         Detector::state_bytes_per_series() <= 1024,
