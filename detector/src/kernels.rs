@@ -265,6 +265,7 @@ pub struct SuccessCols<'a> {
     pub sum: &'a mut [F],
     pub w: &'a mut [F],
     pub var: &'a mut [F],
+    pub var_ref: &'a mut [F],
     pub low: &'a mut [F],
     pub run_s: &'a mut [F],
     pub run_mu: &'a mut [F],
@@ -337,6 +338,7 @@ pub fn success(
         s.sum,
         s.w,
         s.var,
+        s.var_ref,
         s.low,
         s.run_s,
         s.run_mu,
@@ -364,6 +366,7 @@ fn success_rows(
     sum: &mut [F],
     w: &mut [F],
     var: &mut [F],
+    var_ref: &mut [F],
     low: &mut [F],
     run_s: &mut [F],
     run_mu: &mut [F],
@@ -379,10 +382,11 @@ fn success_rows(
 ) {
     let len = req.len();
     let (err, dt, alpha, fast_a) = (&err[..len], &dt[..len], &alpha[..len], &fast_a[..len]);
-    let (sum, w, var, low) = (
+    let (sum, w, var, var_ref, low) = (
         &mut sum[..len],
         &mut w[..len],
         &mut var[..len],
+        &mut var_ref[..len],
         &mut low[..len],
     );
     let (run_s, run_mu, fs, fmu) = (
@@ -403,6 +407,7 @@ fn success_rows(
     for i in 0..len {
         // Each column read once and written once (see `ratio_rows`).
         let (dti, low0, clear0, var0, fir) = (dt[i], low[i], clear[i], var[i], firing[i]);
+        let ref0 = var_ref[i];
         let (sum0, w0, rs0, rm0) = (sum[i], w[i], run_s[i], run_mu[i]);
         let (fs0, fmu0, af, alpha_i) = (fs[i], fmu[i], fast_a[i], alpha[i]);
         let succ = (req[i] - err[i]).max(0.0);
@@ -480,10 +485,24 @@ fn success_rows(
         } else {
             0.0
         };
-        let cap = (var0.max(0.0025) + 1.0 / m1) * if back { 50.0 } else { 10.0 };
-        let excess = (rel * rel).min(cap) - succ / (m1 * m1);
+        // The samples near the level (`back`) also keep a variance of their own, the
+        // reference that bounds what one sample further down can add: at most ten times it.
+        // Were the bound ten times the variance itself, a sustained shift (traffic a third
+        // down for an hour: below `min_drop`, so not a loss, and not learned by the level
+        // either) would compound the variance sample after sample until it read as a spread
+        // of a third, and the cluster then losing all its traffic would not be significant.
+        let poisson = succ / (m1 * m1);
+        let cap = if back {
+            (var0.max(0.0025) + 1.0 / m1) * 50.0
+        } else {
+            (ref0.max(0.0025) + 1.0 / m1) * 10.0
+        };
+        let excess = (rel * rel).min(cap) - poisson;
         let var1 = (var0 + a_var * (excess - var0)).max(0.0);
         var[i] = var1;
+        let cap_ref = (ref0.max(0.0025) + 1.0 / m1) * 50.0;
+        let a_ref = if back { a_var } else { 0.0 };
+        var_ref[i] = (ref0 + a_ref * ((rel * rel).min(cap_ref) - poisson - ref0)).max(0.0);
         rate_o[i] = rate;
         lvl_o[i] = lvl;
         let candidate = k.significant(low1, rs, rm, var1);

@@ -987,6 +987,36 @@ fn an_error_spike_after_an_hour_of_slightly_raised_errors_still_pages() {
 }
 
 #[test]
+fn a_cluster_losing_all_its_traffic_after_an_hour_a_third_down_pages() {
+    // c0's traffic falls by 30% for an hour (under the 40% that makes a sample low: not a loss,
+    // and its siblings do not take it over, but the service's total stays within tolerance),
+    // then, straight after or 10 minutes back at full volume, c0 loses all of it. The hour a
+    // third down is a shift, not noise: the loss pages within two samples.
+    for back in [0, 60] {
+        let (down, lost) = (ONSET..ONSET + 360, ONSET + 360 + back);
+        let rows = simulate(4, lost + 30, 23, |s, t| Shape {
+            req: match (s, t) {
+                (0, t) if t >= lost => 0.0,
+                (0, t) if down.contains(&t) => 700.0,
+                _ => 1000.0,
+            },
+            ..Shape::default()
+        });
+        let fired: Vec<_> = firing(&run(&keys(4, 1), &rows))
+            .into_iter()
+            .map(|e| (e.kind, e.cluster.clone(), tick_of(e.detected_at) - lost))
+            .collect();
+        assert_eq!(fired.len(), 1, "back for {back} samples: {fired:?}");
+        let (kind, cluster, delay) = &fired[0];
+        assert_eq!((*kind, cluster.as_str()), (AlertKind::SuccessDrop, "c0"));
+        assert!(
+            (0..=2).contains(delay),
+            "back for {back}: paged {delay} samples after"
+        );
+    }
+}
+
+#[test]
 fn state_fits_the_memory_budget() {
     assert!(
         Detector::state_bytes_per_series() <= 1024,
