@@ -80,6 +80,10 @@ pub struct SuccessDropConfig {
     /// If the service's total success rate across its reporting clusters stays within this
     /// fraction of its total baseline, a cluster's drop is traffic moved, not lost.
     pub conserved_tolerance: f64,
+    /// A series further than half of `min_drop` below its level for this many seconds in a row
+    /// has shifted: the samples after that teach its variance nothing (a shift is not noise,
+    /// and learning it would hide a later loss).
+    pub shifted_after_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +197,7 @@ impl Default for SuccessDropConfig {
             min_z: 4.0,
             confirm_samples: 2,
             conserved_tolerance: 0.15,
+            shifted_after_s: 60.0,
         }
     }
 }
@@ -366,6 +371,12 @@ impl DetectorConfig {
             (0.0..1.0).contains(&s.conserved_tolerance),
             "must be in [0, 1)",
         )?;
+        check(
+            "success_drop.shifted_after_s",
+            s.shifted_after_s,
+            s.shifted_after_s > 0.0,
+            "must be > 0",
+        )?;
         let l = &c.latency;
         check(
             "latency.min_factor",
@@ -485,6 +496,10 @@ mod tests {
                 Box::new(|c| c.allowed_lateness_s = -1.0),
             ),
             ("error_rate.alpha", Box::new(|c| c.error_rate.alpha = 0.0)),
+            (
+                "success_drop.shifted_after_s",
+                Box::new(|c| c.success_drop.shifted_after_s = 0.0),
+            ),
             (
                 "retry.min_odds_ratio",
                 Box::new(|c| c.retry.min_odds_ratio = 0.5),

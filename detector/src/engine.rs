@@ -1961,7 +1961,7 @@ fn run_kernels(
             sum: &mut sc.s_sum[r.clone()],
             w: &mut sc.s_w[r.clone()],
             var: &mut sc.s_var[r.clone()],
-            var_ref: &mut sc.s_varref[r.clone()],
+            off: &mut sc.s_off[r.clone()],
             low: &mut sc.s_low[r.clone()],
             run_s: &mut sc.s_run[r.clone()],
             run_mu: &mut sc.s_runmu[r.clone()],

@@ -265,7 +265,7 @@ pub struct SuccessCols<'a> {
     pub sum: &'a mut [F],
     pub w: &'a mut [F],
     pub var: &'a mut [F],
-    pub var_ref: &'a mut [F],
+    pub off: &'a mut [F],
     pub low: &'a mut [F],
     pub run_s: &'a mut [F],
     pub run_mu: &'a mut [F],
@@ -281,6 +281,7 @@ pub struct SuccessCols<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct SuccessParams {
     min_drop: F,
+    shifted_after: F,
     min_z2: F,
     confirm: F,
 }
@@ -289,6 +290,7 @@ impl SuccessParams {
     pub fn new(cfg: &SuccessDropConfig) -> Self {
         Self {
             min_drop: to_f(cfg.min_drop),
+            shifted_after: to_f(cfg.shifted_after_s),
             min_z2: to_f(cfg.min_z * cfg.min_z),
             confirm: to_f(f64::from(cfg.confirm_samples)),
         }
@@ -338,7 +340,7 @@ pub fn success(
         s.sum,
         s.w,
         s.var,
-        s.var_ref,
+        s.off,
         s.low,
         s.run_s,
         s.run_mu,
@@ -366,7 +368,7 @@ fn success_rows(
     sum: &mut [F],
     w: &mut [F],
     var: &mut [F],
-    var_ref: &mut [F],
+    off: &mut [F],
     low: &mut [F],
     run_s: &mut [F],
     run_mu: &mut [F],
@@ -382,11 +384,11 @@ fn success_rows(
 ) {
     let len = req.len();
     let (err, dt, alpha, fast_a) = (&err[..len], &dt[..len], &alpha[..len], &fast_a[..len]);
-    let (sum, w, var, var_ref, low) = (
+    let (sum, w, var, off, low) = (
         &mut sum[..len],
         &mut w[..len],
         &mut var[..len],
-        &mut var_ref[..len],
+        &mut off[..len],
         &mut low[..len],
     );
     let (run_s, run_mu, fs, fmu) = (
@@ -407,7 +409,7 @@ fn success_rows(
     for i in 0..len {
         // Each column read once and written once (see `ratio_rows`).
         let (dti, low0, clear0, var0, fir) = (dt[i], low[i], clear[i], var[i], firing[i]);
-        let ref0 = var_ref[i];
+        let off0 = off[i];
         let (sum0, w0, rs0, rm0) = (sum[i], w[i], run_s[i], run_mu[i]);
         let (fs0, fmu0, af, alpha_i) = (fs[i], fmu[i], fast_a[i], alpha[i]);
         let succ = (req[i] - err[i]).max(0.0);
@@ -480,29 +482,24 @@ fn success_rows(
         let m1 = mu.max(1.0);
         // (A plain mean until the EWMA's weight takes over: an estimate that starts from zero
         // would still be a third short of the truth an hour after warm-up.)
-        let a_var = if has_level && fir <= 0.0 && !event {
+        // Likewise a series that has stayed further than half the drop below its level for
+        // `shifted_after_s` has shifted (by less than a loss, or the level would not be
+        // stuck): its further samples are a bias, not noise. Learnt as variance, an hour a
+        // third down compounded it (each sample counting up to ten times the estimate) until
+        // the cluster then losing all its traffic was never paged. Dips that come and go
+        // (bursty or periodic traffic) are back within the time and still teach it.
+        let shifted = !back && off0 >= k.shifted_after;
+        let off1 = (off0 + dti) * if back { 0.0 } else { 1.0 };
+        off[i] = off1;
+        let a_var = if has_level && fir <= 0.0 && !event && !shifted {
             alpha_i.max(1.0 / (w1 + 1.0))
         } else {
             0.0
         };
-        // The samples near the level (`back`) also keep a variance of their own, the
-        // reference that bounds what one sample further down can add: at most ten times it.
-        // Were the bound ten times the variance itself, a sustained shift (traffic a third
-        // down for an hour: below `min_drop`, so not a loss, and not learned by the level
-        // either) would compound the variance sample after sample until it read as a spread
-        // of a third, and the cluster then losing all its traffic would not be significant.
-        let poisson = succ / (m1 * m1);
-        let cap = if back {
-            (var0.max(0.0025) + 1.0 / m1) * 50.0
-        } else {
-            (ref0.max(0.0025) + 1.0 / m1) * 10.0
-        };
-        let excess = (rel * rel).min(cap) - poisson;
+        let cap = (var0.max(0.0025) + 1.0 / m1) * if back { 50.0 } else { 10.0 };
+        let excess = (rel * rel).min(cap) - succ / (m1 * m1);
         let var1 = (var0 + a_var * (excess - var0)).max(0.0);
         var[i] = var1;
-        let cap_ref = (ref0.max(0.0025) + 1.0 / m1) * 50.0;
-        let a_ref = if back { a_var } else { 0.0 };
-        var_ref[i] = (ref0 + a_ref * ((rel * rel).min(cap_ref) - poisson - ref0)).max(0.0);
         rate_o[i] = rate;
         lvl_o[i] = lvl;
         let candidate = k.significant(low1, rs, rm, var1);

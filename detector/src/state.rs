@@ -84,11 +84,11 @@ soa! {
         // retry_amplification: same layout.
         r_be: F, r_bn: F, r_phi: F, r_cus: F, r_rune: F, r_runn: F, r_runstart: f64,
         r_fe: F, r_fn: F, r_firing: F, r_clear: F,
-        // success_drop: level sum and weight, relative variance beyond Poisson's (of every
-        // sample, and of those near the level alone), consecutive low samples and the
-        // successes and expected successes of their run, fast EWMAs of both (for recovery),
-        // last rate and level, firing flag, clear time, run start.
-        s_sum: F, s_w: F, s_var: F, s_varref: F, s_low: F, s_run: F, s_runmu: F, s_fs: F, s_fmu: F,
+        // success_drop: level sum and weight, relative variance beyond Poisson's, consecutive
+        // low samples and the successes and expected successes of their run, fast EWMAs of
+        // both (for recovery), last rate and level, firing flag, clear time, run start,
+        // seconds in a row further than half the drop below the level.
+        s_sum: F, s_w: F, s_var: F, s_off: F, s_low: F, s_run: F, s_runmu: F, s_fs: F, s_fmu: F,
         s_rate: F, s_lvl: F, s_firing: F, s_clear: F, s_runstart: f64,
         // latency_spike: log-p99 mean and variance, samples learned, CUSUM, last p99,
         // firing flag, clear time, run start, z-score of the last sample for the single-sample

@@ -1017,6 +1017,38 @@ fn a_cluster_losing_all_its_traffic_after_an_hour_a_third_down_pages() {
 }
 
 #[test]
+fn traffic_that_dips_on_a_schedule_does_not_page() {
+    // Eight busy series, each its own service (so nothing is conserved), whose traffic dips
+    // every 80 s: two samples at 30% or at nothing, three at half, or every other sample at
+    // 40% of the mean. Dips that come back are the series' noise, however deep, and a level
+    // shift they are not: six hours, no page.
+    let patterns: [(&str, [f64; 8]); 4] = [
+        ("2 of 8 at 30%", [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.3, 0.3]),
+        ("3 of 8 at 50%", [1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5]),
+        (
+            "every other at 40%",
+            [1.6, 0.4, 1.6, 0.4, 1.6, 0.4, 1.6, 0.4],
+        ),
+        (
+            "2 of 8 at nothing",
+            [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0],
+        ),
+    ];
+    for (name, pattern) in patterns {
+        let rows = simulate(8, 2_160, 41, |s, t| Shape {
+            req: 1000.0 * pattern[((t + i64::from(s)) % 8) as usize],
+            ..Shape::default()
+        });
+        let events = run(&keys(8, 8), &rows);
+        let pages: Vec<_> = firing(&events)
+            .into_iter()
+            .map(|e| (e.kind, e.cluster.clone(), tick_of(e.detected_at)))
+            .collect();
+        assert!(pages.is_empty(), "{name}: {pages:?}");
+    }
+}
+
+#[test]
 fn state_fits_the_memory_budget() {
     assert!(
         Detector::state_bytes_per_series() <= 1024,
