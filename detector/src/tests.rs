@@ -933,20 +933,26 @@ fn a_cluster_drained_earlier_still_pages_when_it_later_loses_its_traffic() {
         let mut out = Vec::new();
         d.push_batch(&batch(&rows), &keys(3, 1), &mut out).unwrap();
         d.finish(&mut out);
-        let fired: Vec<_> = firing(&out)
-            .into_iter()
-            .map(|e| (e.kind, e.cluster.as_str(), tick_of(e.detected_at) - lost))
-            .collect();
         let case = format!("drained for {drain} samples, back for {gap}");
         assert_eq!(d.stats().moves_suppressed, 1, "{case}: the drain is a move");
-        assert_eq!(fired.len(), 1, "{case}: {fired:?}");
-        let (kind, cluster, delay) = fired[0];
-        assert_eq!((kind, cluster), (AlertKind::SuccessDrop, "c0"), "{case}");
-        assert!(
-            (0..=2).contains(&delay),
-            "{case}: paged {delay} samples after the loss"
-        );
+        assert_one_page(&out, (AlertKind::SuccessDrop, "c0"), lost, &case);
     }
+}
+
+/// Asserts that `events` page exactly once, `want` (kind, cluster), within two samples of
+/// tick `at`.
+fn assert_one_page(events: &[AlertEvent], want: (AlertKind, &str), at: i64, case: &str) {
+    let fired: Vec<_> = firing(events)
+        .into_iter()
+        .map(|e| (e.kind, e.cluster.as_str(), tick_of(e.detected_at) - at))
+        .collect();
+    assert_eq!(fired.len(), 1, "{case}: {fired:?}");
+    let (kind, cluster, delay) = fired[0];
+    assert_eq!((kind, cluster), want, "{case}");
+    assert!(
+        (0..=2).contains(&delay),
+        "{case}: paged {delay} samples after tick {at}"
+    );
 }
 
 #[test]
@@ -1002,16 +1008,12 @@ fn a_cluster_losing_all_its_traffic_after_an_hour_a_third_down_pages() {
             },
             ..Shape::default()
         });
-        let fired: Vec<_> = firing(&run(&keys(4, 1), &rows))
-            .into_iter()
-            .map(|e| (e.kind, e.cluster.clone(), tick_of(e.detected_at) - lost))
-            .collect();
-        assert_eq!(fired.len(), 1, "back for {back} samples: {fired:?}");
-        let (kind, cluster, delay) = &fired[0];
-        assert_eq!((*kind, cluster.as_str()), (AlertKind::SuccessDrop, "c0"));
-        assert!(
-            (0..=2).contains(delay),
-            "back for {back}: paged {delay} samples after"
+        let case = format!("back for {back} samples");
+        assert_one_page(
+            &run(&keys(4, 1), &rows),
+            (AlertKind::SuccessDrop, "c0"),
+            lost,
+            &case,
         );
     }
 }
