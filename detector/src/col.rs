@@ -133,26 +133,9 @@ impl<T: Copy + Default> Col<T> {
         self.buf.resize(self.off + n, v);
     }
 
-    pub fn truncate(&mut self, n: usize) {
-        self.buf.truncate(self.off + n);
-    }
-
     /// Empties the column, keeping its buffer (and place).
     pub fn clear(&mut self) {
         self.buf.truncate(self.off);
-    }
-
-    /// Keeps the entries for which `keep` is true, in order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        let mut n = 0;
-        for i in 0..self.len() {
-            let v = self[i];
-            if keep(&v) {
-                self[n] = v;
-                n += 1;
-            }
-        }
-        self.truncate(n);
     }
 }
 
@@ -219,12 +202,6 @@ impl<T: PartialEq> PartialEq for Col<T> {
     }
 }
 
-impl<T: Copy + Default> From<Vec<T>> for Col<T> {
-    fn from(v: Vec<T>) -> Self {
-        Self::from_vec(v)
-    }
-}
-
 impl<T: serde::Serialize> serde::Serialize for Col<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
@@ -262,10 +239,8 @@ mod tests {
             c.resize(c.len() + 300, 5);
             v.resize(v.len() + 300, 5);
             assert_eq!(&c[..], &v[..]);
-            c.retain(|&x| x % 3 != 0);
-            v.retain(|&x| x % 3 != 0);
-            c.truncate(c.len() - 10);
-            v.truncate(v.len() - 10);
+            c.resize(c.len() - 10, 0);
+            v.resize(v.len() - 10, 0);
             assert_eq!(&c[..], &v[..]);
         }
         c[3] = 42;

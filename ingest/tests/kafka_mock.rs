@@ -275,17 +275,34 @@ fn broker_down_and_up_mid_stream_loses_nothing_and_acked_is_not_redelivered() {
     // Everything was acknowledged: closing commits it, and the next member of the group starts
     // after it. Only what is produced from now on arrives.
     source.close(Duration::from_secs(10)).unwrap();
-    produce_json(&p, TOTAL..TOTAL + 12);
-    p.flush(Duration::from_secs(10)).unwrap();
-    let mut next = KafkaSource::new(&settings(&brokers, "g-outage", FormatKind::Json)).unwrap();
-    let fresh = consume(&mut next, true, Duration::from_secs(30), |s| {
-        s.samples.len() >= 12
-    });
-    let want_new = produced(TOTAL..TOTAL + 12);
-    assert_eq!(fresh.sample_set(), want_new);
-    assert_eq!(fresh.samples.len(), 12, "no acknowledged sample came back");
+    let s = settings(&brokers, "g-outage", FormatKind::Json);
+    let mut next = new_member_gets_only(
+        &p,
+        &s,
+        TOTAL..TOTAL + 12,
+        "no acknowledged sample came back",
+    );
     assert_nothing_more(&mut next, Duration::from_secs(2), "after the commit");
     next.close(Duration::from_secs(10)).unwrap();
+}
+
+/// Produces samples `range`, starts a new member of `s`'s group and asserts that it reads
+/// exactly those samples, each once (`why` names what must not come back). Returns the member.
+fn new_member_gets_only(
+    p: &KafkaProducer,
+    s: &KafkaSettings,
+    range: std::ops::Range<usize>,
+    why: &str,
+) -> KafkaSource {
+    produce_json(p, range.clone());
+    p.flush(Duration::from_secs(10)).unwrap();
+    let mut member = KafkaSource::new(s).unwrap();
+    let fresh = consume(&mut member, true, Duration::from_secs(30), |got| {
+        got.samples.len() >= range.len()
+    });
+    assert_eq!(fresh.sample_set(), produced(range.clone()));
+    assert_eq!(fresh.samples.len(), range.len(), "{why}");
+    member
 }
 
 #[test]
@@ -378,15 +395,7 @@ fn after_a_checkpoint_only_the_checkpoint_commits() {
     second.close(Duration::from_secs(10)).unwrap();
 
     // A third member starts after the commit: only what is produced from now on arrives.
-    produce_json(&p, 40..52);
-    p.flush(Duration::from_secs(10)).unwrap();
-    let mut third = KafkaSource::new(&s).unwrap();
-    let fresh = consume(&mut third, true, Duration::from_secs(30), |s| {
-        s.samples.len() >= 12
-    });
-    let want_new = produced(40..52);
-    assert_eq!(fresh.sample_set(), want_new);
-    assert_eq!(fresh.samples.len(), 12, "nothing committed came back");
+    let third = new_member_gets_only(&p, &s, 40..52, "nothing committed came back");
     third.close(Duration::from_secs(10)).unwrap();
 }
 
