@@ -20,7 +20,7 @@ use crate::kernels::{
 use crate::schema;
 use crate::series::{SeriesId, SeriesKey};
 use crate::state::{readable, to_f, SeriesState, F};
-use crate::stats::binomial_upper_tail;
+use crate::stats::overdispersed_upper_tail;
 
 /// Why a batch could not be read at all (individual samples are never rejected here: the
 /// decoders do that, and late or duplicate samples are counted in [`DetectorStats`]).
@@ -708,7 +708,9 @@ impl Detector {
         {
             return None;
         }
-        let pos = self.pending.iter().rposition(|t| t.ts == ts)?;
+        // Open ticks are in time order, one per time: a source catching up on many partitions
+        // can hold hundreds open, so they are searched, not scanned.
+        let pos = self.pending.binary_search_by_key(&ts, |t| t.ts).ok()?;
         let front = pos == 0;
         let need = self.expected_count;
         let mut hits = self.pending[pos].hits;
@@ -809,10 +811,9 @@ impl Detector {
             return;
         }
         self.newest_buffered[s] = self.newest_buffered[s].max(r.ts);
-        let pos = match self.pending.iter().rposition(|t| t.ts <= r.ts) {
-            Some(p) if self.pending[p].ts == r.ts => p,
-            found => {
-                let at = found.map_or(0, |p| p + 1);
+        let pos = match self.pending.binary_search_by_key(&r.ts, |t| t.ts) {
+            Ok(p) => p,
+            Err(at) => {
                 let rows = self.spare_rows.pop().unwrap_or_default();
                 self.pending.insert(
                     at,
@@ -852,10 +853,8 @@ impl Detector {
 
     fn in_open_tick(&self, sid: u32, ts: i64) -> bool {
         self.pending
-            .iter()
-            .rev()
-            .find(|t| t.ts == ts)
-            .is_some_and(|t| t.rows.sid.contains(&sid))
+            .binary_search_by_key(&ts, |t| t.ts)
+            .is_ok_and(|p| self.pending[p].rows.sid.contains(&sid))
     }
 
     fn close_ready(&mut self, out: &mut Vec<AlertEvent>) {
@@ -1133,16 +1132,15 @@ impl Detector {
                     continue;
                 }
                 let run_ratio = rune / runn;
-                let ph = phi.max(1.0);
                 // Practical floor on the run or, for a ramp still diluted by its first
                 // samples, on the latest sample when that sample alone is clearly above
                 // baseline (so one noisy sample of a quiet series cannot carry it).
                 let recent_ok = now_ratio >= p1
                     && x.is_finite()
-                    && binomial_upper_tail(x / ph, req / ph, p0) < cfg.sample_alpha;
+                    && overdispersed_upper_tail(x, req, p0, phi) < cfg.sample_alpha;
                 if (run_ratio < p1 && !recent_ok)
                     || rune < cfg.min_count
-                    || binomial_upper_tail(rune / ph, runn / ph, p0) >= cfg.alpha
+                    || overdispersed_upper_tail(rune, runn, p0, phi) >= cfg.alpha
                 {
                     continue;
                 }
@@ -1905,6 +1903,7 @@ fn run_kernels(
         alpha: &sc.alpha[r.clone()],
         fast_a: &sc.fast_a[r.clone()],
         warm,
+        seen: &sc.seen[r.clone()],
     };
     kernels::ratio(
         &cfg.error_rate,

@@ -31,6 +31,8 @@ pub struct Common<'a> {
     pub fast_a: &'a [F],
     /// 1.0 when the series is past warm-up.
     pub warm: &'a [F],
+    /// Samples the series had before this one.
+    pub seen: &'a [F],
 }
 
 /// Weight of the fast EWMA used to judge recovery, for an interval of `dt` seconds: a 30 s
@@ -116,6 +118,7 @@ pub fn ratio(cfg: &RatioConfig, c: &Common<'_>, x: &[F], n: &[F], s: RatioCols<'
         c.alpha,
         c.fast_a,
         c.warm,
+        c.seen,
         x,
         n,
         s.be,
@@ -147,6 +150,7 @@ fn ratio_rows(
     alpha: &[F],
     fast_a: &[F],
     warm: &[F],
+    seen: &[F],
     x: &[F],
     n: &[F],
     be: &mut [F],
@@ -164,12 +168,13 @@ fn ratio_rows(
     bit: u32,
 ) {
     let len = x.len();
-    let (n, dt, alpha, fast_a, warm) = (
+    let (n, dt, alpha, fast_a, warm, seen) = (
         &n[..len],
         &dt[..len],
         &alpha[..len],
         &fast_a[..len],
         &warm[..len],
+        &seen[..len],
     );
     let (be, bn, phi, cus) = (
         &mut be[..len],
@@ -191,6 +196,7 @@ fn ratio_rows(
         // under a condition (or written under one and read back) becomes a masked load or
         // store, and a masked load of what a masked store just wrote waits for the store.
         let (xi, ni, warm_i, dt_i, alpha_i, fast_i) = (x[i], n[i], warm[i], dt[i], alpha[i], fast_a[i]);
+        let seen_i = seen[i];
         let (be_i, bn_i, phi_i, cus_i) = (be[i], bn[i], phi[i], cus[i]);
         let (rune_i, runn_i, fe_i, fn_i) = (rune[i], runn[i], fe[i], fnn[i]);
         let (firing_i, clear_i) = (firing[i], clear[i]);
@@ -247,8 +253,20 @@ fn ratio_rows(
         // the series' noise, and at up to 20 times the estimate per sample it would compound
         // the estimate until a later spike, many times the baseline, could no longer page.
         let young = runn_i <= 30.0 * nv;
-        let a_phi = if valid && firing_i <= 0.0 && (prev <= h || young) {
+        // A new series' dispersion is the plain mean of its samples so far, until that weighs
+        // less than the EWMA's: started at 1, the slow EWMA alone would still be a fraction of
+        // the way to a bursty series' level an hour after warm-up, and that hour paged on the
+        // series' ordinary swings. Only while the fast EWMA is near the baseline (calm, and
+        // not below two thirds of it): an incident during warm-up, which the young baseline
+        // follows, or the baseline then coming back down, would otherwise teach it as noise.
+        let settled = calm && 1.5 * fe_n >= p0 * fn_n;
+        let rate = if settled {
+            alpha_i.max(1.0 / (seen_i + 1.0))
+        } else {
             alpha_i
+        };
+        let a_phi = if valid && firing_i <= 0.0 && (prev <= h || young) {
+            rate
         } else {
             0.0
         };

@@ -1582,25 +1582,134 @@ fn a_connection_leak_warns_before_the_pool_is_full_at_any_sampling_interval() {
     }
 }
 
-#[test]
-fn a_strongly_overdispersed_busy_series_rarely_pages() {
-    // Ten series of 3000 requests a sample whose error ratio swings widely from sample to
-    // sample around 1% (beta, concentration 100: a dispersion of about 30 at this volume,
-    // standard deviation 1%), for about 3.3 hours. When the dispersion estimate was capped at
-    // 50 and learned only outside the CUSUM's runs, this fleet paged 88 times; it now pages
-    // 12 times (not zero: the tail of such a series does reach the practical floor).
-    let rows = simulate(10, 1_200, 31, |_, _| Shape {
-        req: 3000.0,
-        err: 0.01,
-        err_concentration: Some(100.0),
-        ..Shape::default()
-    });
-    let events = run(&keys(10, 1), &rows);
-    let pages = firing(&events)
+/// Error pages in `events`: (cluster, tick detected).
+fn error_pages(events: &[AlertEvent]) -> Vec<(String, i64)> {
+    firing(events)
         .into_iter()
         .filter(|e| e.kind == AlertKind::ErrorRateSpike)
-        .count();
-    assert!(pages <= 15, "{pages} error_rate_spike pages");
+        .map(|e| (e.cluster.clone(), tick_of(e.detected_at)))
+        .collect()
+}
+
+#[test]
+fn bursty_series_do_not_page_on_their_own_swings_from_the_first_hour() {
+    // Eight series per fleet, each sample's error ratio drawn afresh from a beta around the
+    // fleet's mean (the lower the concentration, the wilder the swings: at 100 and 1%, the
+    // standard deviation equals the mean), for six hours from a cold start. The quasi-binomial
+    // test and a dispersion estimate learning at the slow rate from its start paged 7 to 63
+    // times per fleet here, most of them in the first two hours after warm-up.
+    let fleets: [(f64, f64, f64); 7] = [
+        // (concentration, requests a sample, mean error ratio)
+        (30.0, 1_000.0, 0.01),
+        (50.0, 1_000.0, 0.01),
+        (100.0, 3_000.0, 0.01),
+        (300.0, 3_000.0, 0.01),
+        (100.0, 30_000.0, 0.002),
+        (1_000.0, 300.0, 0.05),
+        (20.0, 200.0, 0.02),
+    ];
+    for (conc, req, err) in fleets {
+        let rows = simulate(8, 2_160, 31, |_, _| Shape {
+            req,
+            err,
+            err_concentration: Some(conc),
+            ..Shape::default()
+        });
+        let pages = error_pages(&run(&keys(8, 1), &rows));
+        assert!(
+            pages.len() <= 1,
+            "concentration {conc}, {req} requests at {err}: {pages:?}"
+        );
+    }
+}
+
+#[test]
+fn a_sustained_rise_on_a_bursty_series_still_pages_within_seconds() {
+    // One series of eight rises from 1% to a level well outside its swings, at tick ONSET; the
+    // dispersion must not make it unpageable. Bound: samples after onset.
+    let cases: [(f64, f64, i64); 4] = [
+        // (concentration, new error ratio, max delay)
+        (100.0, 0.20, 2),
+        (100.0, 0.08, 4),
+        (300.0, 0.05, 4),
+        (50.0, 0.10, 8),
+    ];
+    for (conc, to, max_delay) in cases {
+        let rows = simulate(8, 600, 7, move |s, t| Shape {
+            req: 3_000.0,
+            err: if s == 0 && t >= ONSET { to } else { 0.01 },
+            err_concentration: Some(conc),
+            ..Shape::default()
+        });
+        let pages = error_pages(&run(&keys(8, 1), &rows));
+        let case = format!("concentration {conc}, 1% -> {to}");
+        assert_eq!(pages.len(), 1, "{case}: {pages:?}");
+        let (cluster, at) = &pages[0];
+        assert_eq!(cluster, "c0", "{case}");
+        assert!((0..=max_delay).contains(&(at - ONSET)), "{case}: {pages:?}");
+    }
+}
+
+#[test]
+fn an_incident_during_warm_up_does_not_blind_the_series_to_the_next() {
+    // A series at 10% errors for part of its warm-up (the young baseline follows it, and would
+    // teach the dispersion that it is noise), back to 0.2%, then 10% again later. Learning the
+    // dispersion as a plain mean from the start, whatever the fast level, delayed the second
+    // incident by 5 to 13 samples.
+    for (first, second) in [
+        ((20, 60), 300),
+        ((20, 60), 200),
+        ((0, 80), 400),
+        ((50, 89), 250),
+    ] {
+        let rows = simulate(8, 600, 3, move |s, t| Shape {
+            err: if s == 0
+                && ((first.0..first.1).contains(&t) || (second..second + 60).contains(&t))
+            {
+                0.10
+            } else {
+                0.002
+            },
+            ..Shape::default()
+        });
+        let pages = error_pages(&run(&keys(8, 1), &rows));
+        let case = format!("10% over ticks {first:?} of warm-up, again from {second}");
+        assert_eq!(pages.len(), 1, "{case}: {pages:?}");
+        assert!(
+            (0..=6).contains(&(pages[0].1 - second)),
+            "{case}: {pages:?}"
+        );
+    }
+}
+
+#[test]
+fn an_error_ratio_wandering_slowly_about_its_mean_does_not_page() {
+    // The ratio swings hourly (or over a few hours) between a fraction of its mean and nearly
+    // twice it, on busy series. A dispersion measured around the fast-moving level instead of
+    // the baseline would leave these swings out, and paged 34 times on them; the quasi-binomial
+    // test paged twice.
+    for (amp, period, req) in [
+        (0.5, 720.0, 5_000.0),
+        (0.7, 360.0, 20_000.0),
+        (0.4, 180.0, 20_000.0),
+        (0.8, 1_440.0, 2_000.0),
+    ] {
+        let rows = simulate(8, 2_160, 11, move |s, t| Shape {
+            req,
+            err: 0.01
+                * (1.0
+                    + amp
+                        * (std::f64::consts::TAU * (t as f64 + 37.0 * f64::from(s)) / period)
+                            .sin()),
+            ..Shape::default()
+        });
+        let events = run(&keys(8, 1), &rows);
+        let pages: Vec<_> = firing(&events).into_iter().map(|e| e.kind).collect();
+        assert!(
+            pages.is_empty(),
+            "amplitude {amp}, period {period}: {pages:?}"
+        );
+    }
 }
 
 #[test]
