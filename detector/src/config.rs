@@ -57,6 +57,10 @@ pub struct RatioConfig {
     /// Significance a single sample must reach on its own to pass the practical floor with its
     /// own ratio (a ramp whose run is still diluted by its first samples).
     pub sample_alpha: f64,
+    /// ... and how far above the floor itself that sample must be: one-sided significance
+    /// against the floor's ratio. A series that settled a little below the floor has samples
+    /// above it by noise alone; they must not page for it.
+    pub floor_alpha: f64,
     /// Significance of the exact (beta/binomial) test run on candidates before paging.
     pub alpha: f64,
     /// Prior ratio for series with little history (a beta prior, weight `prior_requests`).
@@ -159,6 +163,7 @@ impl Default for DetectorConfig {
                 cusum_threshold: 6.0,
                 min_count: 5.0,
                 sample_alpha: 1e-4,
+                floor_alpha: 0.05,
                 alpha: 1e-6,
                 prior_ratio: 0.002,
                 prior_requests: 500.0,
@@ -182,6 +187,7 @@ impl Default for RatioConfig {
             cusum_threshold: 6.0,
             min_count: 5.0,
             sample_alpha: 1e-4,
+            floor_alpha: 0.05,
             alpha: 1e-6,
             prior_ratio: 0.01,
             prior_requests: 500.0,
@@ -290,6 +296,12 @@ fn check_ratio(prefix: &str, r: &RatioConfig) -> Result<(), ConfigError> {
         r.sample_alpha,
         r.sample_alpha > 0.0 && r.sample_alpha < 0.5,
         "must be in (0, 0.5)",
+    )?;
+    check(
+        &f("floor_alpha"),
+        r.floor_alpha,
+        r.floor_alpha > 0.0 && r.floor_alpha <= 1.0,
+        "must be in (0, 1]",
     )?;
     check(
         &f("alpha"),
@@ -496,6 +508,7 @@ mod tests {
                 Box::new(|c| c.allowed_lateness_s = -1.0),
             ),
             ("error_rate.alpha", Box::new(|c| c.error_rate.alpha = 0.0)),
+            ("retry.floor_alpha", Box::new(|c| c.retry.floor_alpha = 1.5)),
             (
                 "success_drop.shifted_after_s",
                 Box::new(|c| c.success_drop.shifted_after_s = 0.0),

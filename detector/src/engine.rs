@@ -1134,9 +1134,12 @@ impl Detector {
                 let run_ratio = rune / runn;
                 // Practical floor on the run or, for a ramp still diluted by its first
                 // samples, on the latest sample when that sample alone is clearly above
-                // baseline (so one noisy sample of a quiet series cannot carry it).
+                // baseline (so one noisy sample of a quiet series cannot carry it) and above
+                // the floor (so one noisy sample of a series settled just under the floor
+                // cannot either).
                 let recent_ok = now_ratio >= p1
                     && x.is_finite()
+                    && overdispersed_upper_tail(x, req, p1, phi) < cfg.floor_alpha
                     && overdispersed_upper_tail(x, req, p0, phi) < cfg.sample_alpha;
                 if (run_ratio < p1 && !recent_ok)
                     || rune < cfg.min_count
