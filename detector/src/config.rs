@@ -139,6 +139,10 @@ pub struct DbPoolConfig {
     pub confirm_samples: u32,
     /// Floor of the utilisation standard deviation.
     pub min_sd: f64,
+    /// A pool that has stayed above its baseline this long without heading anywhere (no
+    /// warning, not saturated, its level within a standard deviation) has settled at a new
+    /// level: its alert resolves (the baseline still does not learn that level).
+    pub settled_after_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,6 +238,7 @@ impl Default for DbPoolConfig {
             horizon_s: 300.0,
             confirm_samples: 2,
             min_sd: 0.02,
+            settled_after_s: 1800.0,
         }
     }
 }
@@ -472,6 +477,12 @@ impl DetectorConfig {
             "must be >= 1",
         )?;
         check("db_pool.min_sd", p.min_sd, p.min_sd > 0.0, "must be > 0")?;
+        check(
+            "db_pool.settled_after_s",
+            p.settled_after_s,
+            p.settled_after_s > 0.0,
+            "must be > 0",
+        )?;
         let t = &c.telemetry;
         check(
             "telemetry.absent_after_intervals",
@@ -509,6 +520,10 @@ mod tests {
             ),
             ("error_rate.alpha", Box::new(|c| c.error_rate.alpha = 0.0)),
             ("retry.floor_alpha", Box::new(|c| c.retry.floor_alpha = 1.5)),
+            (
+                "db_pool.settled_after_s",
+                Box::new(|c| c.db_pool.settled_after_s = 0.0),
+            ),
             (
                 "success_drop.shifted_after_s",
                 Box::new(|c| c.success_drop.shifted_after_s = 0.0),

@@ -2021,6 +2021,8 @@ fn run_kernels(
             last: &mut sc.p_last[r.clone()],
             warn: &mut sc.p_warn[r.clone()],
             sat: &mut sc.p_sat[r.clone()],
+            hold: &mut sc.p_hold[r.clone()],
+            from: &mut sc.p_from[r.clone()],
             firing: &sc.p_firing[r.clone()],
             clear: &mut sc.p_clear[r.clone()],
         },

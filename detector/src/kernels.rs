@@ -753,6 +753,8 @@ pub struct PoolCols<'a> {
     pub last: &'a mut [F],
     pub warn: &'a mut [F],
     pub sat: &'a mut [F],
+    pub hold: &'a mut [F],
+    pub from: &'a mut [F],
     pub firing: &'a [F],
     pub clear: &'a mut [F],
 }
@@ -772,7 +774,7 @@ pub fn pool(
 ) {
     pool_rows(
         cfg, c.dt, c.alpha, active, max, pending, s.lvl, s.tr, s.base, s.var, s.n, s.last, s.warn,
-        s.sat, s.firing, s.clear, m.attn, m.starts, m.bit,
+        s.sat, s.hold, s.from, s.firing, s.clear, m.attn, m.starts, m.bit,
     );
 }
 
@@ -793,6 +795,8 @@ fn pool_rows(
     last: &mut [F],
     warn: &mut [F],
     sat: &mut [F],
+    hold: &mut [F],
+    from: &mut [F],
     firing: &[F],
     clear: &mut [F],
     attn: &mut [u32],
@@ -800,6 +804,7 @@ fn pool_rows(
     bit: u32,
 ) {
     let len = active.len();
+    let (hold, from) = (&mut hold[..len], &mut from[..len]);
     let (max, pending, dt, alpha) = (&max[..len], &pending[..len], &dt[..len], &alpha[..len]);
     let (lvl, tr, base, var, n) = (
         &mut lvl[..len],
@@ -820,11 +825,13 @@ fn pool_rows(
     let (warn_min_u, warn_z) = (to_f(cfg.warn_min_utilisation), to_f(cfg.warn_level_z));
     let (horizon, sat_u) = (to_f(cfg.horizon_s), to_f(cfg.saturated_utilisation));
     let min_pending = to_f(cfg.min_pending);
+    let settled_after = to_f(cfg.settled_after_s);
     for i in 0..len {
         // Each column read once and written once (see `ratio_rows`).
         let (dt_i, alpha_i, pend_i, fir) = (dt[i], alpha[i], pending[i], firing[i]);
         let (lvl0, tr0, base0, var0, n0) = (lvl[i], tr[i], base[i], var[i], n[i]);
         let (warn0, sat0, clear0, last0) = (warn[i], sat[i], clear[i], last[i]);
+        let (hold0, from0) = (hold[i], from[i]);
         let u = active[i] / max[i];
         let valid = u.is_finite() && max[i] > 0.0;
         let u = if valid { u.clamp(0.0, 1.5) } else { 0.0 };
@@ -859,7 +866,26 @@ fn pool_rows(
         warn[i] = warn1;
         sat[i] = sat1;
         let calm = valid && !warn_now && !sat_now && z < 0.5 * warn_z;
-        clear[i] = clear_step(valid, calm, clear0, dt_i);
+        // Settled: above the calm band but heading nowhere (no confirmed warning, not
+        // saturated, the level no more than two deviations above where it was when that
+        // began) for `settled_after_s`: a pool that stepped up (a resize, a shift of traffic)
+        // and stayed there. Its baseline moves to the new level at once (learning its way
+        // there would teach the variance the step, and a leak from the new level would then
+        // warn late), and its alert resolves. Until it has settled, the baseline does not
+        // learn: a leak climbs out of the two deviations and starts the count over.
+        let above = valid && !sat_now && !calm && warn1 < confirm;
+        let held = above && hold0 > 0.0 && new_lvl - from0 <= 2.0 * sd;
+        let hold1 = if held {
+            hold0 + dt_i
+        } else if above {
+            dt_i
+        } else {
+            0.0
+        };
+        hold[i] = hold1;
+        from[i] = if held { from0 } else { new_lvl };
+        let settled = above && hold1 >= settled_after;
+        clear[i] = clear_step(valid, calm || settled, clear0, dt_i);
         // Learn only while calm (within half the warning's z of the baseline): a slow leak
         // sampled once a minute climbs by a standard deviation or more per sample, and learning
         // the climb as normal would keep its z below the warning until the pool is full.
@@ -872,7 +898,7 @@ fn pool_rows(
         let dev = u - b;
         lvl[i] = if valid { new_lvl } else { lvl0 };
         tr[i] = if valid { new_tr } else { tr0 };
-        base[i] = b + a * dev;
+        base[i] = if settled { new_lvl } else { b + a * dev };
         var[i] = var0 + a * (dev * dev - var0);
         n[i] = n0 + if valid { 1.0 } else { 0.0 };
         last[i] = if valid { u } else { last0 };

@@ -97,9 +97,10 @@ soa! {
         l_m: F, l_v: F, l_n: F, l_cus: F, l_last: F, l_firing: F, l_clear: F, l_runstart: f64,
         l_z: F, l_m50: F, l_v50: F, l_n50: F, l_c50: F,
         // db_pool_saturation: Holt level and trend, baseline and variance, samples learned,
-        // last utilisation, warn/saturated streaks, firing flag, clear time, run start.
+        // last utilisation, warn/saturated streaks, seconds settled above the baseline and the
+        // level then, firing flag, clear time, run start.
         p_lvl: F, p_tr: F, p_base: F, p_var: F, p_n: F, p_last: F, p_warn: F, p_sat: F,
-        p_firing: F, p_clear: F, p_runstart: f64,
+        p_hold: F, p_from: F, p_firing: F, p_clear: F, p_runstart: f64,
         // telemetry_absent firing flag.
         a_firing: F,
         // Cold: requests, errors and retries of every sample evaluated (whole numbers, exact

@@ -1986,3 +1986,58 @@ fn a_latency_regression_on_a_quiet_series_is_judged_on_its_p50() {
         assert_eq!(firing(&events).len(), 2, "{volume}: {events:#?}");
     }
 }
+
+#[test]
+fn a_pool_that_steps_up_and_stays_there_resolves_and_a_leak_pages_once() {
+    // c0's pool steps from its usual level to a higher one and stays there (a smaller pool, or
+    // traffic moved onto it). The step itself projects saturation and warns; before, the
+    // baseline learned only while calm and calm was what resolution waited for, so the alert
+    // stayed open for good. It resolves once the pool has held its level for 30 minutes, and
+    // does not come back.
+    for (from, to, resolved_by) in [(0.3, 0.7, 300), (0.45, 0.75, 500)] {
+        let rows = simulate(4, ONSET + 900, 13, move |s, t| Shape {
+            pool: Some(if s == 0 && t >= ONSET { to } else { from }),
+            ..Shape::default()
+        });
+        let events = run(&keys(4, 1), &rows);
+        let pool: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == AlertKind::DbPoolSaturation)
+            .map(|e| {
+                (
+                    e.state,
+                    e.cluster.as_str(),
+                    tick_of(e.resolved_at.unwrap_or(e.detected_at)) - ONSET,
+                )
+            })
+            .collect();
+        let case = format!("pool {from} -> {to}");
+        assert_eq!(pool.len(), 2, "{case}: {pool:?}");
+        assert_eq!((pool[0].0, pool[0].1), (AlertState::Firing, "c0"), "{case}");
+        assert!(pool[0].2 <= 4, "{case}: {pool:?}");
+        assert_eq!(pool[1].0, AlertState::Resolved, "{case}");
+        assert!(pool[1].2 <= resolved_by, "{case}: {pool:?}");
+    }
+    // A leak from 45% at 0.5 or 1 point a minute still warns once, well ahead of full, and
+    // stays open: it never holds a level long enough to count as settled.
+    for (per_tick, full_at) in [(0.001, 550), (0.0005, 1100)] {
+        let rows = simulate(4, ONSET + full_at + 100, 13, move |s, t| Shape {
+            pool: Some(if s == 0 && t >= ONSET {
+                (0.45 + per_tick * (t - ONSET) as f64).min(1.0)
+            } else {
+                0.45
+            }),
+            ..Shape::default()
+        });
+        let events = run(&keys(4, 1), &rows);
+        let pool: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == AlertKind::DbPoolSaturation)
+            .map(|e| (e.state, tick_of(e.detected_at) - ONSET))
+            .collect();
+        let case = format!("leak of {per_tick} a sample");
+        assert_eq!(pool.len(), 1, "{case}: {pool:?}");
+        assert_eq!(pool[0].0, AlertState::Firing, "{case}");
+        assert!(pool[0].1 <= full_at - 150, "{case}: {pool:?}");
+    }
+}
