@@ -133,6 +133,35 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// The partition librdkafka's default partitioner gives a sample's key (`cluster/service`).
+fn partition_of(s: &Sample) -> usize {
+    let key = format!("{}/{}", s.cluster, s.service);
+    (crc32(key.as_bytes()) % PARTITIONS as u32) as usize
+}
+
+/// The samples as Arrow IPC messages per partition, in order, as [`produce`] writes them
+/// (`ARROW_ROWS` rows each).
+fn arrow_by_partition(data: &[Sample]) -> Vec<Vec<Payload>> {
+    let parts = PARTITIONS as usize;
+    let mut rows: Vec<Vec<Sample>> = vec![Vec::new(); parts];
+    let mut out: Vec<Vec<Payload>> = vec![Vec::new(); parts];
+    let encode = |r: &[Sample]| Payload::from_vec(ingest::arrow_ipc::encode(r).expect("encode"));
+    for s in data {
+        let p = partition_of(s);
+        rows[p].push(s.clone());
+        if rows[p].len() >= ARROW_ROWS {
+            out[p].push(encode(&rows[p]));
+            rows[p].clear();
+        }
+    }
+    for (p, r) in rows.iter().enumerate() {
+        if !r.is_empty() {
+            out[p].push(encode(r));
+        }
+    }
+    out
+}
+
 /// Writes the samples to `topic` in `format`; returns the number of messages and their payload
 /// bytes.
 fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> (usize, usize) {
@@ -141,16 +170,12 @@ fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> (
     // Per partition: (bytes, messages), to check the mock broker keeps them all.
     let mut load = vec![(0usize, 0usize); parts];
     let mut payload_bytes = 0usize;
-    let part_of = |s: &Sample| {
-        let key = format!("{}/{}", s.cluster, s.service);
-        (crc32(key.as_bytes()) % PARTITIONS as u32) as usize
-    };
     match format {
         FormatKind::Json => {
             for s in data {
                 let key = format!("{}/{}", s.cluster, s.service);
                 let line = s.to_json_line();
-                let l = &mut load[part_of(s)];
+                let l = &mut load[partition_of(s)];
                 *l = (l.0 + line.len() + key.len() + 64, l.1 + 1);
                 payload_bytes += line.len();
                 p.send(topic, Some(key.as_bytes()), None, line.as_bytes())
@@ -158,25 +183,12 @@ fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> (
             }
         }
         FormatKind::ArrowIpc => {
-            let mut rows: Vec<Vec<Sample>> = vec![Vec::new(); parts];
-            let mut flush = |part: usize, rows: &mut Vec<Sample>| {
-                let msg = ingest::arrow_ipc::encode(rows).expect("encode");
-                let l = &mut load[part];
-                *l = (l.0 + msg.len() + 64, l.1 + 1);
-                payload_bytes += msg.len();
-                p.send(topic, None, Some(part as i32), &msg).expect("send");
-                rows.clear();
-            };
-            for s in data {
-                let part = part_of(s);
-                rows[part].push(s.clone());
-                if rows[part].len() >= ARROW_ROWS {
-                    flush(part, &mut rows[part]);
-                }
-            }
-            for (part, r) in rows.iter_mut().enumerate() {
-                if !r.is_empty() {
-                    flush(part, r);
+            for (part, msgs) in arrow_by_partition(data).iter().enumerate() {
+                for msg in msgs {
+                    let l = &mut load[part];
+                    *l = (l.0 + msg.len() + 64, l.1 + 1);
+                    payload_bytes += msg.len();
+                    p.send(topic, None, Some(part as i32), msg).expect("send");
                 }
             }
         }
@@ -194,10 +206,31 @@ fn produce(brokers: &str, topic: &str, format: FormatKind, data: &[Sample]) -> (
     (load.iter().map(|l| l.1).sum(), payload_bytes)
 }
 
-/// A bare poll loop over every partition from the beginning: messages/s. (Not inlined, here
-/// and in [`full_path`], so profiles and callgrind's `--toggle-collect` can single it out.)
+/// CPU time, in seconds, the threads of this process now alive have run (from the kernel's
+/// per-thread scheduler statistics; 0 where they cannot be read).
+fn cpu_of_live_threads() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
+/// One consume-only read: messages/s, and the cores its threads (the poll loop, librdkafka's
+/// and the in-process broker's) kept busy on average.
+struct ConsumeRun {
+    msgs_per_s: f64,
+    cores: f64,
+}
+
+/// A bare poll loop over every partition from the beginning. (Not inlined, here and in
+/// [`full_path`], so profiles and callgrind's `--toggle-collect` can single it out.)
 #[inline(never)]
-fn consume_only(brokers: &str, topic: &str, messages: usize) -> f64 {
+fn consume_only(brokers: &str, topic: &str, messages: usize) -> ConsumeRun {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "bench-consume-only")
@@ -214,18 +247,25 @@ fn consume_only(brokers: &str, topic: &str, messages: usize) -> f64 {
     }
     consumer.assign(&tpl).expect("assign");
     let (mut n, mut bytes, mut first) = (0usize, 0usize, None);
+    let mut cpu0 = 0.0;
     let deadline = Instant::now() + TIMEOUT;
     while n < messages {
         assert!(Instant::now() < deadline, "consume-only: {n} of {messages}");
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            first.get_or_insert_with(Instant::now);
+            if first.is_none() {
+                cpu0 = cpu_of_live_threads();
+                first = Some(Instant::now());
+            }
             bytes += black_box(m.payload()).map_or(0, <[u8]>::len);
             n += 1;
         }
     }
     black_box(bytes);
     let secs = first.map_or(f64::NAN, |t| t.elapsed().as_secs_f64());
-    n as f64 / secs
+    ConsumeRun {
+        msgs_per_s: n as f64 / secs,
+        cores: (cpu_of_live_threads() - cpu0) / secs,
+    }
 }
 
 /// Where the full path's time went, from its first message on.
@@ -496,6 +536,71 @@ fn in_memory(format: FormatKind, data: &[Sample], overlap: bool) -> f64 {
     best
 }
 
+/// Decoding and detecting the Arrow messages as the topic holds them (per partition, see
+/// [`arrow_by_partition`]) in deliveries as a fetch gives them: the next messages of every
+/// partition in turn, as many of each as `max.partition.fetch.bytes` (1 MiB) holds, each
+/// partition a lane of the watermark as in the full path. Samples/s, best of three, decoding
+/// inline: what the detector makes of the partitions' bursts, without a broker.
+fn in_memory_partitioned(data: &[Sample]) -> f64 {
+    let by_part = arrow_by_partition(data);
+    let biggest = by_part.iter().flatten().map(Payload::len).max().unwrap_or(1);
+    let per_fetch = ((1 << 20) / biggest.max(1)).max(1);
+    let mut deliveries: Vec<(Vec<Payload>, Vec<u32>)> = Vec::new();
+    let mut at = vec![0usize; by_part.len()];
+    loop {
+        let (mut msgs, mut lanes) = (Vec::new(), Vec::new());
+        for (p, q) in by_part.iter().enumerate() {
+            let end = (at[p] + per_fetch).min(q.len());
+            msgs.extend(q[at[p]..end].iter().cloned());
+            lanes.extend(std::iter::repeat_n(p as u32, end - at[p]));
+            at[p] = end;
+        }
+        if msgs.is_empty() {
+            break;
+        }
+        deliveries.push((msgs, lanes));
+    }
+    let assigned: Vec<u32> = (0..PARTITIONS as u32).collect();
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let mut dec = decoder();
+        let mut det = Detector::new(DetectorConfig::default()).expect("detector");
+        let mut frontier = Frontier::new(FrontierOptions::default());
+        frontier.assign(&assigned, 0);
+        let mut out = Vec::new();
+        let t = Instant::now();
+        for (msgs, lanes) in &deliveries {
+            let known_keys = det.series_count();
+            decode_delivery(
+                Decoding {
+                    decoder: &mut dec,
+                    frontier: &mut frontier,
+                    lanes: Some(lanes),
+                    known_keys,
+                    now_ms: &|| 0,
+                },
+                &Format::ArrowIpc,
+                msgs,
+                false,
+                &mut |_, _| {},
+                &mut |cut: Cut| -> Result<(), DetectorError> {
+                    det.add_series(&cut.new_keys);
+                    det.set_frontier(cut.before, &mut out);
+                    det.push_registered(&cut.batch, &mut out)?;
+                    det.set_frontier(cut.after, &mut out);
+                    Ok(())
+                },
+            )
+            .expect("detector");
+        }
+        black_box(&out);
+        let stats = det.stats();
+        assert!(stats.too_late == 0, "every sample judged in its tick: {stats:?}");
+        best = best.max(data.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    best
+}
+
 fn human(x: f64) -> String {
     if x >= 1e6 {
         format!("{:.2} M", x / 1e6)
@@ -567,6 +672,7 @@ fn main() {
         broker.create_topic(topic, PARTITIONS).expect("topic");
         let (messages, bytes) = produce(&brokers, topic, format, &data);
         let (mut raw, mut full, mut samples_s, mut ratio) = (vec![], vec![], vec![], vec![]);
+        let mut cores = vec![];
         let mut phases = Phases::default();
         let mut alerts = 0;
         for round in 0..rounds {
@@ -578,8 +684,9 @@ fn main() {
                 &format!("bench-{name}-{round}"),
                 messages,
             );
-            ratio.push(f.msgs_per_s / r);
-            raw.push(r);
+            ratio.push(f.msgs_per_s / r.msgs_per_s);
+            raw.push(r.msgs_per_s);
+            cores.push(r.cores);
             full.push(f.msgs_per_s);
             samples_s.push(f.samples_per_s);
             phases.add(&f.phases);
@@ -590,6 +697,13 @@ fn main() {
             in_memory(format, &data, false),
             in_memory(format, &data, true),
         );
+        let partitioned = match format {
+            FormatKind::ArrowIpc => format!(
+                ", as the topic holds them (each partition's messages in turn) {}",
+                human(in_memory_partitioned(&data))
+            ),
+            _ => String::new(),
+        };
         let lo = ratio.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = ratio.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
@@ -608,10 +722,12 @@ fn main() {
             human(decode)
         );
         notes.push(format!(
-            "{name}: {} samples, {:.1} MB of payload; full path time: {}; {alerts} alert \
-             transitions; decode+detect in memory: inline {}, decoding ahead {} samples/s",
+            "{name}: {} samples, {:.1} MB of payload; consume-only kept {:.2} cores busy; full \
+             path time: {}; {alerts} alert transitions; decode+detect in memory, in sample \
+             order: inline {}, decoding ahead {}{partitioned} samples/s",
             data.len(),
             bytes as f64 / 1e6,
+            median(&mut cores),
             phases.shares(),
             human(inline),
             human(ahead)
