@@ -305,8 +305,8 @@ pub struct Detector {
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
     /// Per series: the start of its last run of low samples counted in
-    /// `DetectorStats::moves_suppressed`. Not in snapshots: a restart in the middle of a move
-    /// counts it again.
+    /// `DetectorStats::moves_suppressed` (in snapshots, so a restart in the middle of a move
+    /// does not count it again).
     moves_counted: HashMap<SeriesId, i64>,
     /// Per tick: warm flags (scratch, reused).
     warm: Col<F>,
@@ -356,6 +356,8 @@ pub struct DetectorSnapshot {
     active: Vec<((SeriesId, AlertKind), Active)>,
     stats: DetectorStats,
     prev_sids: Vec<u32>,
+    /// Sorted by series.
+    moves_counted: Vec<(SeriesId, i64)>,
 }
 
 impl DetectorSnapshot {
@@ -447,6 +449,11 @@ impl Detector {
             active,
             stats: self.stats,
             prev_sids: self.prev_sids.clone(),
+            moves_counted: {
+                let mut m: Vec<_> = self.moves_counted.iter().map(|(&s, &t)| (s, t)).collect();
+                m.sort_unstable();
+                m
+            },
         }
     }
 
@@ -464,6 +471,7 @@ impl Detector {
                 .iter()
                 .all(|&s| (s as usize) < snap.services.len())
             && snap.active.iter().all(|((s, _), _)| (*s as usize) < n)
+            && snap.moves_counted.iter().all(|(s, _)| (*s as usize) < n)
             && snap
                 .pending
                 .iter()
@@ -493,6 +501,7 @@ impl Detector {
         d.active = snap.active.into_iter().collect();
         d.stats = snap.stats;
         d.prev_sids = snap.prev_sids;
+        d.moves_counted = snap.moves_counted.into_iter().collect();
         d.late_mark = vec![0; n.div_ceil(64)];
         d.fleet_clock = FleetClock::from_newest(&d.newest_buffered, d.max_ts);
         Ok(d)

@@ -918,6 +918,21 @@ fn a_move_between_clusters_is_counted_once_per_run_however_its_depth_varies() {
         d.finish(&mut out);
         assert!(out.is_empty(), "{}: {out:#?}", case.name);
         assert_eq!(d.stats().moves_suppressed, case.runs, "{}", case.name);
+        // Restored from a snapshot in the middle of the (first) move: still counted once.
+        let split = 3 * usize::try_from(ONSET + 10).unwrap();
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        d.push_batch(&batch(&rows[..split]), &keys(3, 1), &mut out)
+            .unwrap();
+        let mut d = Detector::from_snapshot(DetectorConfig::default(), d.snapshot()).unwrap();
+        d.push_batch(&batch(&rows[split..]), &keys(3, 1), &mut out)
+            .unwrap();
+        d.finish(&mut out);
+        assert_eq!(
+            d.stats().moves_suppressed,
+            case.runs,
+            "{}, restored mid-move",
+            case.name
+        );
     }
 }
 

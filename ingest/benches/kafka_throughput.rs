@@ -543,7 +543,12 @@ fn in_memory(format: FormatKind, data: &[Sample], overlap: bool) -> f64 {
 /// inline: what the detector makes of the partitions' bursts, without a broker.
 fn in_memory_partitioned(data: &[Sample]) -> f64 {
     let by_part = arrow_by_partition(data);
-    let biggest = by_part.iter().flatten().map(Payload::len).max().unwrap_or(1);
+    let biggest = by_part
+        .iter()
+        .flatten()
+        .map(Payload::len)
+        .max()
+        .unwrap_or(1);
     let per_fetch = ((1 << 20) / biggest.max(1)).max(1);
     let mut deliveries: Vec<(Vec<Payload>, Vec<u32>)> = Vec::new();
     let mut at = vec![0usize; by_part.len()];
@@ -595,7 +600,10 @@ fn in_memory_partitioned(data: &[Sample]) -> f64 {
         }
         black_box(&out);
         let stats = det.stats();
-        assert!(stats.too_late == 0, "every sample judged in its tick: {stats:?}");
+        assert!(
+            stats.too_late == 0,
+            "every sample judged in its tick: {stats:?}"
+        );
         best = best.max(data.len() as f64 / t.elapsed().as_secs_f64());
     }
     best
