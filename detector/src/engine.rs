@@ -304,6 +304,11 @@ pub struct Detector {
     svc_base: Vec<f64>,
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
+    /// Per series not yet warm: the event time of the first of the samples it has sent
+    /// since, every one too late (`NONE_TS`: none). A series whose clock lags the fleet's by
+    /// more than the allowed lateness from its first sample on is never evaluated, so never
+    /// warm, and absence is judged on warm series: this reports it instead.
+    late_since: Vec<i64>,
     /// Per series: the start of its last run of low samples counted in
     /// `DetectorStats::moves_suppressed` (in snapshots, so a restart in the middle of a move
     /// does not count it again).
@@ -358,6 +363,7 @@ pub struct DetectorSnapshot {
     prev_sids: Vec<u32>,
     /// Sorted by series.
     moves_counted: Vec<(SeriesId, i64)>,
+    late_since: Vec<i64>,
 }
 
 impl DetectorSnapshot {
@@ -406,6 +412,7 @@ impl Detector {
             active: HashMap::new(),
             stats: DetectorStats::default(),
             moves_counted: HashMap::new(),
+            late_since: Vec::new(),
             warm: Col::new(),
             flags: TickFlags::default(),
             absent_due: Vec::new(),
@@ -454,6 +461,7 @@ impl Detector {
                 m.sort_unstable();
                 m
             },
+            late_since: self.late_since.clone(),
         }
     }
 
@@ -466,6 +474,7 @@ impl Detector {
             && snap.service_of.len() == n
             && snap.newest_buffered.len() == n
             && snap.expected.len() == n
+            && snap.late_since.len() == n
             && snap
                 .service_of
                 .iter()
@@ -502,6 +511,7 @@ impl Detector {
         d.stats = snap.stats;
         d.prev_sids = snap.prev_sids;
         d.moves_counted = snap.moves_counted.into_iter().collect();
+        d.late_since = snap.late_since;
         d.late_mark = vec![0; n.div_ceil(64)];
         d.fleet_clock = FleetClock::from_newest(&d.newest_buffered, d.max_ts);
         Ok(d)
@@ -598,6 +608,7 @@ impl Detector {
         }
         self.newest_buffered.resize(n, NONE_TS);
         self.expected.resize(n, false);
+        self.late_since.resize(n, NONE_TS);
         self.late_mark.resize(n.div_ceil(64), 0);
         self.fleet_clock
             .resize(n, &self.newest_buffered, self.max_ts);
@@ -793,6 +804,7 @@ impl Detector {
         let watermark = self.clock().saturating_sub(self.p.lateness_ms);
         if self.max_ts != NONE_TS && r.ts < watermark {
             self.stats.too_late += 1;
+            self.late_from_the_start(r);
             return;
         }
         if r.ts <= self.closed_ts {
@@ -844,6 +856,44 @@ impl Detector {
         }
         self.max_ts = self.max_ts.max(r.ts);
         self.close_ready(out);
+    }
+
+    /// A too-late sample `r`: reports its series absent once it has sent nothing but
+    /// too-late samples for a warm-up's worth of its own event time without ever being
+    /// evaluated (see `late_since`). Its first sample to arrive in time resolves it, as for
+    /// any absent series.
+    fn late_from_the_start(&mut self, r: &Row) {
+        let s = r.sid as usize;
+        let st = &self.st;
+        let warm = f64::from(st.seen[s] * st.interval_s[s]) >= self.p.cfg.warmup_s;
+        if warm || st.a_firing[s] > 0.0 {
+            return;
+        }
+        // A streak starts afresh at a sample older than its start, or once a sample at or
+        // after its start was evaluated.
+        let since = self.late_since[s];
+        #[allow(clippy::cast_precision_loss)]
+        if since == NONE_TS || r.ts < since || st.last_ts[s] >= since as f64 {
+            self.late_since[s] = r.ts;
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let span_s = (r.ts - since) as f64 / 1000.0;
+        if span_s < self.p.cfg.warmup_s {
+            return;
+        }
+        let clock = self.clock();
+        #[allow(clippy::cast_precision_loss)]
+        let behind = (clock - r.ts) as f64 / 1000.0;
+        self.fire(
+            r.sid,
+            AlertKind::TelemetryAbsent,
+            since,
+            clock,
+            Severity::Critical,
+            behind,
+            f64::from(r.dt),
+        );
     }
 
     /// Whether a sample of series `s` at `ts` (older than its newest) was evaluated. Only exact

@@ -2056,3 +2056,54 @@ fn a_pool_that_steps_up_and_stays_there_resolves_and_a_leak_pages_once() {
         assert!(pool[0].1 <= full_at - 150, "{case}: {pool:?}");
     }
 }
+
+#[test]
+fn a_series_whose_clock_lags_from_its_first_sample_is_reported_absent() {
+    // c0's samples all carry times `lag` samples behind the fleet's (a skewed clock, or a
+    // pipeline that delays it), from its very first sample or from tick `from` on. More than
+    // the allowed lateness (2 minutes = 12 samples) behind, none can be evaluated; a series
+    // that was never evaluated was never warm, and absence used to be judged on warm series
+    // only, so it went unreported while every one of its samples was dropped. Within the
+    // lateness, or late only for a while at the start, it is judged as usual: no alert.
+    // (lag in samples, from tick, until tick, reported at about this tick or not at all)
+    let cases: [(i64, i64, i64, Option<i64>); 5] = [
+        (15, 0, i64::MAX, Some(90)),
+        (30, 0, i64::MAX, Some(90)),
+        (15, 200, i64::MAX, Some(202)),
+        (8, 0, i64::MAX, None),
+        (20, 0, 30, None),
+    ];
+    for (lag, from, until, want) in cases {
+        let mut rows = simulate(4, 600, 5, |_, _| Shape::default());
+        for r in &mut rows {
+            if r.sid == 0 && (from..until).contains(&tick_of(r.ts)) {
+                r.ts -= lag * STEP;
+            }
+        }
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for c in rows.chunks(4) {
+            d.push_batch(&batch(c), &keys(4, 1), &mut out).unwrap();
+        }
+        let case = format!("lag {lag} over ticks {from}..{until}");
+        let fired: Vec<_> = firing(&out)
+            .into_iter()
+            .map(|e| (e.kind, e.cluster.as_str(), tick_of(e.detected_at)))
+            .collect();
+        match want {
+            Some(at) => {
+                assert_eq!(fired.len(), 1, "{case}: {fired:?}");
+                assert_eq!(
+                    (fired[0].0, fired[0].1),
+                    (AlertKind::TelemetryAbsent, "c0"),
+                    "{case}"
+                );
+                assert!(
+                    (at..=at + lag + 3).contains(&fired[0].2),
+                    "{case}: {fired:?}"
+                );
+            }
+            None => assert!(fired.is_empty(), "{case}: {fired:?}"),
+        }
+    }
+}
