@@ -139,9 +139,9 @@ pub struct DbPoolConfig {
     pub confirm_samples: u32,
     /// Floor of the utilisation standard deviation.
     pub min_sd: f64,
-    /// A pool that has stayed above its baseline this long without heading anywhere (no
-    /// warning, not saturated, its level within a standard deviation) has settled at a new
-    /// level: its alert resolves (the baseline still does not learn that level).
+    /// A pool that has stayed above its baseline this long without heading anywhere (not
+    /// saturated, its level within two standard deviations of where it was) has settled at a
+    /// new level: its baseline moves there and its alert resolves.
     pub settled_after_s: f64,
 }
 

@@ -2009,7 +2009,7 @@ fn a_pool_that_steps_up_and_stays_there_resolves_and_a_leak_pages_once() {
     // baseline learned only while calm and calm was what resolution waited for, so the alert
     // stayed open for good. It resolves once the pool has held its level for 30 minutes, and
     // does not come back.
-    for (from, to, resolved_by) in [(0.3, 0.7, 300), (0.45, 0.75, 500)] {
+    for (from, to, resolved_by) in [(0.3, 0.7, 300), (0.45, 0.75, 300), (0.45, 0.9, 300)] {
         let rows = simulate(4, ONSET + 900, 13, move |s, t| Shape {
             pool: Some(if s == 0 && t >= ONSET { to } else { from }),
             ..Shape::default()
