@@ -309,6 +309,8 @@ pub struct Detector {
     /// more than the allowed lateness from its first sample on is never evaluated, so never
     /// warm, and absence is judged on warm series: this reports it instead.
     late_since: Vec<i64>,
+    /// While `finish` closes the open ticks: the watermark when it began (`NONE_TS` otherwise).
+    finishing_from: i64,
     /// Per series: the start of its last run of low samples counted in
     /// `DetectorStats::moves_suppressed` (in snapshots, so a restart in the middle of a move
     /// does not count it again).
@@ -413,6 +415,7 @@ impl Detector {
             stats: DetectorStats::default(),
             moves_counted: HashMap::new(),
             late_since: Vec::new(),
+            finishing_from: NONE_TS,
             warm: Col::new(),
             flags: TickFlags::default(),
             absent_due: Vec::new(),
@@ -780,9 +783,11 @@ impl Detector {
 
     /// Closes every open tick (end of a replay, or shutdown).
     pub fn finish(&mut self, out: &mut Vec<AlertEvent>) {
+        self.finishing_from = self.clock().saturating_sub(self.p.lateness_ms);
         while let Some(tick) = self.pending.pop_front() {
             self.close(tick, out);
         }
+        self.finishing_from = NONE_TS;
     }
 
     /// Moves the watermark forward without a sample (e.g. a live source idle for a while).
@@ -1115,8 +1120,17 @@ impl Detector {
         self.flags.attn = attn;
         if full {
             // Against the fleet's clock: a tick ahead of it (only a few series were that far,
-            // closed at the end of a stream) says nothing of the others' absence.
-            self.check_absent(ts.min(self.clock()), &rows.sid);
+            // closed at the end of a stream) says nothing of the others' absence. Nor does a
+            // tick the end of a stream closes before the watermark reached it say anything of
+            // a series that was still within the allowed lateness of it: a series whose samples
+            // always arrive a minute late would be reported absent on the last ticks of every
+            // finished stream. Such a tick judges absence as of the allowed lateness before it.
+            let at = if self.finishing_from != NONE_TS && ts > self.finishing_from {
+                ts.saturating_sub(self.p.lateness_ms)
+            } else {
+                ts
+            };
+            self.check_absent(at.min(self.clock()), &rows.sid);
         }
     }
 

@@ -2107,3 +2107,44 @@ fn a_series_whose_clock_lags_from_its_first_sample_is_reported_absent() {
         }
     }
 }
+
+#[test]
+fn the_end_of_a_stream_reports_no_series_absent_that_was_only_running_late() {
+    // c0's samples carry times `lag` samples behind the others' (40 to 110 s: within the
+    // 2 minutes allowed), to the end of the stream. Closing the last open ticks at the end,
+    // before the watermark reached them, used to report c0 absent there, on every finished
+    // stream with such a series.
+    for lag in [4i64, 8, 11] {
+        let mut rows = simulate(4, 600, 5, |_, _| Shape::default());
+        for r in &mut rows {
+            if r.sid == 0 {
+                r.ts -= lag * STEP;
+            }
+        }
+        let events = run(&keys(4, 1), &rows);
+        assert!(firing(&events).is_empty(), "lag {lag}: {events:#?}");
+    }
+    // Two series going dark 20 or 50 samples before the end are still reported (the ticks
+    // the watermark closes find them missing); ten samples before, the stream ends within the
+    // allowed lateness of their last sample, and nothing can tell them from late ones.
+    for (dark, reported) in [(550, true), (580, true), (590, false)] {
+        let rows = simulate(4, 600, 5, move |s, t| Shape {
+            present: !(s < 2 && t >= dark),
+            ..Shape::default()
+        });
+        let events = run(&keys(4, 1), &rows);
+        let absent: Vec<_> = firing(&events)
+            .into_iter()
+            .map(|e| (e.kind, e.cluster.as_str(), tick_of(e.detected_at)))
+            .collect();
+        let want: Vec<_> = if reported {
+            vec![
+                (AlertKind::TelemetryAbsent, "c0", dark + 2),
+                (AlertKind::TelemetryAbsent, "c1", dark + 2),
+            ]
+        } else {
+            vec![]
+        };
+        assert_eq!(absent, want, "dark from {dark}");
+    }
+}
