@@ -33,6 +33,11 @@ pub struct DetectorConfig {
     pub baseline_half_life_s: f64,
     /// A firing alert resolves after its condition has stayed clear this long (hysteresis).
     pub resolve_after_s: f64,
+    /// An alert that fires again within this long of resolving (same series and kind) is
+    /// flapping: each time, it must stay clear twice as long as before to resolve, up to
+    /// `flap_max_resolve_after_s`. 0 turns this off.
+    pub flap_window_s: f64,
+    pub flap_max_resolve_after_s: f64,
     pub error_rate: RatioConfig,
     pub retry: RatioConfig,
     pub success_drop: SuccessDropConfig,
@@ -161,6 +166,8 @@ impl Default for DetectorConfig {
             warmup_s: 900.0,
             baseline_half_life_s: 1800.0,
             resolve_after_s: 120.0,
+            flap_window_s: 1800.0,
+            flap_max_resolve_after_s: 1920.0,
             error_rate: RatioConfig {
                 min_abs_increase: 0.01,
                 min_odds_ratio: 3.0,
@@ -361,6 +368,18 @@ impl DetectorConfig {
             c.resolve_after_s >= 0.0,
             "must be >= 0",
         )?;
+        check(
+            "flap_window_s",
+            c.flap_window_s,
+            c.flap_window_s >= 0.0,
+            "must be >= 0",
+        )?;
+        check(
+            "flap_max_resolve_after_s",
+            c.flap_max_resolve_after_s,
+            c.flap_max_resolve_after_s >= c.resolve_after_s,
+            "must be >= resolve_after_s",
+        )?;
         check_ratio("error_rate", &c.error_rate)?;
         check_ratio("retry", &c.retry)?;
         let s = &c.success_drop;
@@ -520,6 +539,10 @@ mod tests {
             ),
             ("error_rate.alpha", Box::new(|c| c.error_rate.alpha = 0.0)),
             ("retry.floor_alpha", Box::new(|c| c.retry.floor_alpha = 1.5)),
+            (
+                "flap_max_resolve_after_s",
+                Box::new(|c| c.flap_max_resolve_after_s = 60.0),
+            ),
             (
                 "db_pool.settled_after_s",
                 Box::new(|c| c.db_pool.settled_after_s = 0.0),

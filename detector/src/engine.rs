@@ -311,6 +311,9 @@ pub struct Detector {
     late_since: Vec<i64>,
     /// While `finish` closes the open ticks: the watermark when it began (`NONE_TS` otherwise).
     finishing_from: i64,
+    /// Per series and kind that has resolved: when it last did, and how many times in a row
+    /// it fired again within `flap_window_s` of that (see `Detector::resolve_after`).
+    flaps: HashMap<(SeriesId, AlertKind), Flap>,
     /// Per series: the start of its last run of low samples counted in
     /// `DetectorStats::moves_suppressed` (in snapshots, so a restart in the middle of a move
     /// does not count it again).
@@ -366,6 +369,16 @@ pub struct DetectorSnapshot {
     /// Sorted by series.
     moves_counted: Vec<(SeriesId, i64)>,
     late_since: Vec<i64>,
+    /// Sorted by series and kind.
+    flaps: Vec<((SeriesId, AlertKind), Flap)>,
+}
+
+/// An alert's history of firing again soon after resolving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Flap {
+    resolved_at: i64,
+    /// Times in a row it fired again within the flap window of resolving.
+    count: u32,
 }
 
 impl DetectorSnapshot {
@@ -416,6 +429,7 @@ impl Detector {
             moves_counted: HashMap::new(),
             late_since: Vec::new(),
             finishing_from: NONE_TS,
+            flaps: HashMap::new(),
             warm: Col::new(),
             flags: TickFlags::default(),
             absent_due: Vec::new(),
@@ -465,6 +479,11 @@ impl Detector {
                 m
             },
             late_since: self.late_since.clone(),
+            flaps: {
+                let mut f: Vec<_> = self.flaps.iter().map(|(&k, &v)| (k, v)).collect();
+                f.sort_unstable_by_key(|e| e.0);
+                f
+            },
         }
     }
 
@@ -484,6 +503,7 @@ impl Detector {
                 .all(|&s| (s as usize) < snap.services.len())
             && snap.active.iter().all(|((s, _), _)| (*s as usize) < n)
             && snap.moves_counted.iter().all(|(s, _)| (*s as usize) < n)
+            && snap.flaps.iter().all(|((s, _), _)| (*s as usize) < n)
             && snap
                 .pending
                 .iter()
@@ -515,6 +535,7 @@ impl Detector {
         d.prev_sids = snap.prev_sids;
         d.moves_counted = snap.moves_counted.into_iter().collect();
         d.late_since = snap.late_since;
+        d.flaps = snap.flaps.into_iter().collect();
         d.late_mark = vec![0; n.div_ceil(64)];
         d.fleet_clock = FleetClock::from_newest(&d.newest_buffered, d.max_ts);
         Ok(d)
@@ -1137,7 +1158,6 @@ impl Detector {
     /// The candidate pass for row `i` (series `sid`) of `rows`, for the kinds the kernels
     /// flagged in `attn`.
     fn evaluate_row(&mut self, i: usize, sid: u32, attn: u32, ts: i64, rows: &Rows) {
-        let resolve_s = self.p.cfg.resolve_after_s;
         let s = sid as usize;
         let warm = self.warm[i] > 0.0;
         let req = f64::from(rows.req[i]);
@@ -1229,7 +1249,7 @@ impl Detector {
                 #[allow(clippy::cast_possible_truncation)]
                 let onset = runstart as i64;
                 self.fire(sid, kind, onset, ts, sev, value, p0);
-            } else if clear >= resolve_s {
+            } else if clear >= self.resolve_after(sid, kind) {
                 self.resolve(sid, kind, ts, now_ratio);
             }
         }
@@ -1272,7 +1292,7 @@ impl Detector {
                         );
                     }
                 }
-            } else if clear >= resolve_s {
+            } else if clear >= self.resolve_after(sid, AlertKind::SuccessDrop) {
                 self.resolve(sid, AlertKind::SuccessDrop, ts, rate);
             }
         }
@@ -1340,7 +1360,7 @@ impl Detector {
                         true,
                     );
                 }
-            } else if clear >= resolve_s {
+            } else if clear >= self.resolve_after(sid, AlertKind::LatencySpike) {
                 let on_p50 = self
                     .active
                     .get(&(sid, AlertKind::LatencySpike))
@@ -1381,7 +1401,7 @@ impl Detector {
                     };
                     self.fire(sid, AlertKind::DbPoolSaturation, onset, ts, sev, last, base);
                 }
-            } else if clear >= resolve_s {
+            } else if clear >= self.resolve_after(sid, AlertKind::DbPoolSaturation) {
                 self.resolve(sid, AlertKind::DbPoolSaturation, ts, last);
             }
         }
@@ -1560,6 +1580,15 @@ impl Detector {
         // The statistics are f32: report them at that precision.
         let (value, baseline) = (readable(value), readable(baseline));
         self.set_flag(sid as usize, kind, true);
+        #[allow(clippy::cast_possible_truncation)]
+        let window = (self.p.cfg.flap_window_s * 1000.0) as i64;
+        if let Some(f) = self.flaps.get_mut(&(sid, kind)) {
+            f.count = if ts - f.resolved_at <= window {
+                f.count + 1
+            } else {
+                0
+            };
+        }
         let key = &self.keys[sid as usize];
         let onset = onset.min(ts);
         let id = alert_id(&key.cluster, &key.service, kind, onset);
@@ -1592,6 +1621,16 @@ impl Detector {
         });
     }
 
+    /// How long a firing alert's condition must stay clear for it to resolve: the configured
+    /// time, doubled for each time in a row it fired again within `flap_window_s` of
+    /// resolving, up to `flap_max_resolve_after_s`. A config flapping on and off every few
+    /// minutes is then one alert that stays open, not a page per cycle.
+    fn resolve_after(&self, sid: SeriesId, kind: AlertKind) -> f64 {
+        let cfg = &self.p.cfg;
+        let count = self.flaps.get(&(sid, kind)).map_or(0, |f| f.count.min(16));
+        (cfg.resolve_after_s * f64::from(1u32 << count)).min(cfg.flap_max_resolve_after_s)
+    }
+
     fn resolve(&mut self, sid: SeriesId, kind: AlertKind, ts: i64, value: f64) {
         let value = readable(value);
         self.set_flag(sid as usize, kind, false);
@@ -1599,6 +1638,13 @@ impl Detector {
         let Some(a) = self.active.remove(&(sid, kind)) else {
             return;
         };
+        self.flaps
+            .entry((sid, kind))
+            .and_modify(|f| f.resolved_at = ts)
+            .or_insert(Flap {
+                resolved_at: ts,
+                count: 0,
+            });
         let key = &self.keys[sid as usize];
         self.tick_events.push(AlertEvent {
             id: a.id,

@@ -2148,3 +2148,43 @@ fn the_end_of_a_stream_reports_no_series_absent_that_was_only_running_late() {
         assert_eq!(absent, want, "dark from {dark}");
     }
 }
+
+#[test]
+fn a_config_flapping_on_and_off_is_one_alert_that_resolves_once_it_stops() {
+    // c0's errors go to 20% for `on` samples and back to 0.2% for `off`, for 100 minutes, then
+    // stay at 0.2%. With off-spells longer than the two minutes an alert needs clear to
+    // resolve, it resolved and paged again every cycle (20 transitions for 5 minutes on,
+    // 5 off). Each time it fires again within 30 minutes of resolving it now needs twice as
+    // long clear: it pages at most twice and resolves within 32 minutes after the last spell.
+    for (on, off) in [(30, 30), (12, 18), (6, 30)] {
+        let end = ONSET + 600;
+        let rows = simulate(4, end + 400, 5, move |s, t| Shape {
+            err: if s == 0 && (ONSET..end).contains(&t) && (t - ONSET) % (on + off) < on {
+                0.2
+            } else {
+                0.002
+            },
+            ..Shape::default()
+        });
+        let events = run(&keys(4, 1), &rows);
+        let case = format!("{on} samples on, {off} off");
+        let fired = firing(&events);
+        assert!(
+            (1..=2).contains(&fired.len()),
+            "{case}: {} pages",
+            fired.len()
+        );
+        assert_eq!(tick_of(fired[0].detected_at), ONSET, "{case}");
+        let last_spell_end = ONSET + (600 - 1) / (on + off) * (on + off) + on;
+        let resolved: Vec<_> = events
+            .iter()
+            .filter_map(|e| e.resolved_at.map(tick_of))
+            .collect();
+        let last = resolved.last().copied();
+        assert!(
+            last.is_some_and(|r| r > last_spell_end && r <= last_spell_end + 200),
+            "{case}: resolved at {resolved:?}, last spell ended at {last_spell_end}"
+        );
+        assert!(events.iter().all(|e| e.cluster == "c0"), "{case}");
+    }
+}
