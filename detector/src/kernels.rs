@@ -867,11 +867,12 @@ fn pool_rows(
         sat[i] = sat1;
         let calm = valid && !warn_now && !sat_now && z < 0.5 * warn_z;
         // Settled: above the calm band but heading nowhere (not saturated, the level no more
-        // than two deviations above where it was when that began) for `settled_after_s`: a pool that stepped up (a resize, a shift of traffic)
-        // and stayed there. Its baseline moves to the new level at once (learning its way
-        // there would teach the variance the step, and a leak from the new level would then
-        // warn late), and its alert resolves. Until it has settled, the baseline does not
-        // learn: a leak climbs out of the two deviations and starts the count over.
+        // than two deviations above where it was when that began) for `settled_after_s`: a
+        // pool that stepped up (a resize, a shift of traffic) and stayed there. Its baseline
+        // moves to the new level at once (learning its way there would teach the variance
+        // the step, and a leak from the new level would then warn late), and its alert
+        // resolves. Until it has settled, the baseline does not learn: a leak climbs out of
+        // the two deviations and starts the count over.
         let above = valid && !sat_now && !calm;
         let held = above && hold0 > 0.0 && new_lvl - from0 <= 2.0 * sd;
         let hold1 = if held {
