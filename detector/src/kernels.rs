@@ -54,7 +54,7 @@ pub struct Marks<'a> {
 /// A ratio detector's thresholds as [`F`].
 #[derive(Debug, Clone, Copy)]
 pub struct RatioParams {
-    prior_e: F,
+    prior_ratio: F,
     prior_n: F,
     min_odds_ratio: F,
     min_abs_increase: F,
@@ -64,7 +64,7 @@ pub struct RatioParams {
 impl RatioParams {
     pub fn new(cfg: &RatioConfig) -> Self {
         Self {
-            prior_e: to_f(cfg.prior_ratio * cfg.prior_requests),
+            prior_ratio: to_f(cfg.prior_ratio),
             prior_n: to_f(cfg.prior_requests),
             min_odds_ratio: to_f(cfg.min_odds_ratio),
             min_abs_increase: to_f(cfg.min_abs_increase),
@@ -78,7 +78,13 @@ impl RatioParams {
     /// this, so the candidate pass sees exactly the levels the kernel judged by.
     #[inline(always)]
     pub fn levels(&self, be: F, bn: F) -> (F, F) {
-        let p0 = ((be + self.prior_e) / (bn + self.prior_n)).clamp(1e-6, 0.999);
+        // The prior weighs its configured requests, but never more than a tenth of the
+        // series' own (plus one, so a series without any yet has the prior's ratio): at 500
+        // requests it outweighed the whole 30-minute window of a series seeing a few requests a
+        // minute, and held its baseline near 0.2% whatever its real ratio, so a quiet series
+        // erring 20% of the time as a matter of course paged on it several times a day.
+        let w = self.prior_n.min(0.1 * bn + 1.0);
+        let p0 = ((be + self.prior_ratio * w) / (bn + w)).clamp(1e-6, 0.999);
         let k = self.min_odds_ratio * p0;
         // odds1 / (1 + odds1) with odds1 = k / (1 - p0), in one division.
         let p1 = (p0 + self.min_abs_increase)

@@ -2188,3 +2188,49 @@ fn a_config_flapping_on_and_off_is_one_alert_that_resolves_once_it_stops() {
         assert!(events.iter().all(|e| e.cluster == "c0"), "{case}");
     }
 }
+
+#[test]
+fn a_quiet_series_that_errs_often_as_a_matter_of_course_does_not_page_on_it() {
+    // Eight series of a few requests a sample whose normal error ratio is high (a quiet
+    // admin or webhook endpoint), for six hours. The beta prior (500 requests at 0.2%) used
+    // to outweigh the 30-minute window of such a series and hold its baseline near 0.2%: it
+    // paged on its ordinary errors. The prior now weighs at most a tenth of the series' own
+    // requests. A real jump on such a series still pages.
+    // (requests a sample, error ratio, samples the jump to four times it may take to page:
+    // a few requests a sample carry little evidence each; the old, too low baseline took 4 to
+    // 27 samples here too)
+    for (req, err, max_delay) in [
+        (2.0, 0.2, 25),
+        (5.0, 0.1, 20),
+        (10.0, 0.05, 30),
+        (3.0, 0.3, 10),
+    ] {
+        let rows = simulate(8, 2_160, 23, |_, _| Shape {
+            req,
+            err,
+            ..Shape::default()
+        });
+        let pages = error_pages(&run(&keys(8, 1), &rows));
+        assert!(
+            pages.is_empty(),
+            "{req} requests a sample at {err}: {pages:?}"
+        );
+        let to = (err * 4.0).min(0.9);
+        let rows = simulate(8, ONSET + 60, 23, move |s, t| Shape {
+            req,
+            err: if s == 0 && t >= ONSET { to } else { err },
+            ..Shape::default()
+        });
+        let pages = error_pages(&run(&keys(8, 1), &rows));
+        assert_eq!(
+            pages.len(),
+            1,
+            "{req} requests a sample, {err} -> {to}: {pages:?}"
+        );
+        assert_eq!(pages[0].0, "c0");
+        assert!(
+            (0..=max_delay).contains(&(pages[0].1 - ONSET)),
+            "{req} requests, {err} -> {to}: {pages:?}"
+        );
+    }
+}
