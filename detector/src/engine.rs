@@ -885,9 +885,9 @@ impl Detector {
     }
 
     /// A too-late sample `r`: reports its series absent once it has sent nothing but
-    /// too-late samples for a warm-up's worth of its own event time without ever being
-    /// evaluated (see `late_since`). Its first sample to arrive in time resolves it, as for
-    /// any absent series.
+    /// too-late samples for a warm-up's worth of its own event time while not yet warm (see
+    /// `late_since`). Its first sample to arrive in time resolves it, as for any absent
+    /// series.
     fn late_from_the_start(&mut self, r: &Row) {
         let s = r.sid as usize;
         let st = &self.st;
