@@ -970,8 +970,10 @@ impl Detector {
         self.flush_late(out);
         self.open_rows -= tick.rows.len();
         self.stats.ticks += 1;
+        let before = self.closed_ts;
         self.closed_ts = self.closed_ts.max(tick.ts);
         self.process(tick.ts, &tick.rows, true, out);
+        self.prune_flaps(before);
         // The set of series expected in the next tick is the set that reported in this one.
         // Usually that is the same set as the tick before, and then the expected set stands as
         // it is. It is when every row was counted against the current set as one of its series
@@ -1619,6 +1621,31 @@ impl Detector {
             summary: summary(kind, value, baseline, p50),
             incident_id: None,
         });
+    }
+
+    /// Forgets the flap history of alerts that are not firing and resolved longer than
+    /// `flap_window_s` ago: firing again would start their count afresh anyway, so the history
+    /// holds only what can still matter. Runs once per flap window of event time (when the
+    /// closed ticks cross into the next one, `before` being the newest closed tick before
+    /// this one), so the map stays bounded by the alerts resolved within about two windows,
+    /// and a detector restored from a snapshot prunes at the same ticks as the original.
+    fn prune_flaps(&mut self, before: i64) {
+        #[allow(clippy::cast_possible_truncation)]
+        let window = (self.p.cfg.flap_window_s * 1000.0) as i64;
+        if self.flaps.is_empty()
+            || window <= 0
+            || before.div_euclid(window) == self.closed_ts.div_euclid(window)
+        {
+            return;
+        }
+        let (now, active) = (self.closed_ts, &self.active);
+        self.flaps
+            .retain(|key, f| active.contains_key(key) || now - f.resolved_at <= window);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn flap_history_len(&self) -> usize {
+        self.flaps.len()
     }
 
     /// How long a firing alert's condition must stay clear for it to resolve: the configured

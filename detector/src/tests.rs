@@ -2234,3 +2234,43 @@ fn a_quiet_series_that_errs_often_as_a_matter_of_course_does_not_page_on_it() {
         );
     }
 }
+
+#[test]
+fn flap_history_is_forgotten_once_it_can_no_longer_matter() {
+    // Twenty series page once each (errors at 20% for ten samples) and recover. Their flap
+    // history is kept while a second page could still count as a flap, and forgotten once
+    // they have been resolved longer than the flap window, so a long-running detector does
+    // not keep an entry for every alert that ever resolved.
+    let n = 20;
+    let rows = simulate(n, ONSET + 700, 9, |s, t| Shape {
+        err: if (ONSET + i64::from(s)..ONSET + i64::from(s) + 10).contains(&t) {
+            0.2
+        } else {
+            0.002
+        },
+        ..Shape::default()
+    });
+    let keys = keys(n, 1);
+    let mut d = Detector::new(DetectorConfig::default()).unwrap();
+    let mut out = Vec::new();
+    // Up to an hour after the spikes: all resolved, within two windows of resolving.
+    let split = rows.partition_point(|r| tick_of(r.ts + STEP) < ONSET + 60);
+    d.push_batch(&batch(&rows[..split]), &keys, &mut out)
+        .unwrap();
+    let resolved = out.iter().filter(|e| e.resolved_at.is_some()).count();
+    assert_eq!(firing(&out).len(), n as usize, "one page per series");
+    assert_eq!(resolved, n as usize, "every page resolved");
+    assert_eq!(
+        d.flap_history_len(),
+        n as usize,
+        "history kept after resolving"
+    );
+    d.push_batch(&batch(&rows[split..]), &keys, &mut out)
+        .unwrap();
+    assert_eq!(
+        firing(&out).len(),
+        n as usize,
+        "no page on the clean remainder"
+    );
+    assert_eq!(d.flap_history_len(), 0, "history forgotten once stale");
+}
