@@ -404,6 +404,11 @@ fn full_path(
     let clock = *clock;
     let late_before = det.stats();
     let now_ms = move || i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
+    // A new consumer: as after a rebalance that revoked every partition, the lanes start
+    // afresh and hold the watermark until they deliver. (Kept from the last round, they would
+    // have gone idle in the seconds between rounds, and the first partitions to deliver would
+    // carry the watermark past the others.)
+    frontier.assign(&[], now_ms());
     let mut out = Vec::new();
     let (mut n, mut rows, mut first) = (0usize, 0usize, None);
     let mut ph = Phases::default();
