@@ -487,16 +487,16 @@ impl TraceDir {
     }
 }
 
-/// The traces under `dir`: every subdirectory holding a samples file, sorted by name.
-/// Subdirectories without one are skipped; a trace with unreadable changes or labels fails
-/// the listing.
+/// The traces under `dir`: every subdirectory holding a samples file or a labels file, sorted
+/// by name. Other subdirectories are skipped. A labelled directory without samples, or a trace
+/// with unreadable changes or labels, fails the listing: its detections could not be scored.
 pub fn list_traces(dir: impl AsRef<Path>) -> Result<Vec<TraceDir>, TraceError> {
     let dir = dir.as_ref();
     let mut traces = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let path = entry.path();
-        if path.is_dir() && find_samples(&path).is_some() {
+        if path.is_dir() && (find_samples(&path).is_some() || path.join(LABELS_FILE).is_file()) {
             traces.push(TraceDir::open(&path)?);
         }
     }

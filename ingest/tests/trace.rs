@@ -319,6 +319,18 @@ fn trace_dirs_open_and_list() {
     fs::write(b.join("labels.json"), "{").unwrap();
     let err = list_traces(&root).unwrap_err();
     assert!(err.to_string().contains("b-incident"), "{err}");
+    fs::remove_file(b.join("labels.json")).unwrap();
+    assert_eq!(list_traces(&root).unwrap().len(), 3);
+
+    // So does a labelled directory without samples: its detections could not be scored.
+    let e = root.join("e-labels-only");
+    fs::create_dir_all(&e).unwrap();
+    fs::write(e.join("labels.json"), r#"{"trace":"e","windows":[]}"#).unwrap();
+    let err = list_traces(&root).unwrap_err();
+    assert!(
+        matches!(err, TraceError::NoSamples { ref dir } if *dir == e),
+        "{err}"
+    );
 }
 
 #[test]
