@@ -91,6 +91,20 @@ pub fn postable(
     }
 }
 
+/// Where alerts are POSTed for a configured Alertmanager URL: `api/v2/alerts` under the URL's
+/// path, whether or not that path ends in `/`. `http://am:9093/am` (Alertmanager run with
+/// `--web.route-prefix=/am`, or behind an ingress path) and `http://am:9093/am/` both give
+/// `http://am:9093/am/api/v2/alerts`; a bare `Url::join` would drop the last segment of the
+/// first and post to `/api/v2/alerts`.
+pub fn alerts_endpoint(base: &reqwest::Url) -> reqwest::Url {
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}/api/v2/alerts"));
+    url.set_query(None);
+    url.set_fragment(None);
+    url
+}
+
 #[derive(Debug)]
 struct Tracked {
     event: AlertEvent,
@@ -176,10 +190,7 @@ impl Pusher {
         }
         let mut all_ok = true;
         for base in &self.settings.urls {
-            let Ok(url) = base.join("api/v2/alerts") else {
-                all_ok = false;
-                continue;
-            };
+            let url = alerts_endpoint(base);
             let ok = match self.client.post(url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => true,
                 Ok(r) => {
@@ -318,6 +329,107 @@ mod tests {
             v["generatorURL"],
             "http://sw:8686/api/v1/alerts/a-0123456789abcdef"
         );
+    }
+
+    #[test]
+    fn the_alerts_endpoint_keeps_the_configured_path_prefix() {
+        let cases = [
+            ("http://am:9093", "http://am:9093/api/v2/alerts"),
+            ("http://am:9093/", "http://am:9093/api/v2/alerts"),
+            ("http://am:9093/am", "http://am:9093/am/api/v2/alerts"),
+            ("http://am:9093/am/", "http://am:9093/am/api/v2/alerts"),
+            (
+                "https://ops.example.com/monitoring/alertmanager",
+                "https://ops.example.com/monitoring/alertmanager/api/v2/alerts",
+            ),
+            (
+                "https://ops.example.com/monitoring/alertmanager/",
+                "https://ops.example.com/monitoring/alertmanager/api/v2/alerts",
+            ),
+            ("http://am:9093/am//", "http://am:9093/am/api/v2/alerts"),
+            (
+                "http://am:9093/am?x=1#top",
+                "http://am:9093/am/api/v2/alerts",
+            ),
+        ];
+        for (configured, want) in cases {
+            let base = reqwest::Url::parse(configured).unwrap();
+            assert_eq!(
+                alerts_endpoint(&base).as_str(),
+                want,
+                "configured {configured}"
+            );
+        }
+    }
+
+    type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+    /// A stand-in Alertmanager on 127.0.0.1, on a thread of its own: answers every request
+    /// with `status` and keeps each request's line (`POST /path HTTP/1.1`) and body.
+    fn fake_alertmanager(status: u16) -> (std::net::SocketAddr, Requests) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Requests::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut head: Option<(usize, usize)> = None;
+                loop {
+                    if let Some((end, length)) = head {
+                        if buf.len() >= end + length {
+                            break;
+                        }
+                    }
+                    let n = conn.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if head.is_none() {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let text = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            let length = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            head = Some((i + 4, length));
+                        }
+                    }
+                }
+                let end = head.map_or(buf.len(), |(e, _)| e);
+                let line = String::from_utf8_lossy(&buf)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let body = String::from_utf8_lossy(&buf[end.min(buf.len())..]).into_owned();
+                log.lock().unwrap().push((line, body));
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = conn.write_all(reply.as_bytes());
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn alerts_are_posted_under_the_configured_path_prefix() {
+        let (addr, seen) = fake_alertmanager(200);
+        let mut p = pusher(900);
+        p.settings.urls = vec![reqwest::Url::parse(&format!("http://{addr}/am")).unwrap()];
+        p.track(&event(AlertState::Firing), Utc::now());
+        assert!(p.send().await, "the send failed");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].0, "POST /am/api/v2/alerts HTTP/1.1");
+        let body: serde_json::Value = serde_json::from_str(&seen[0].1).unwrap();
+        assert_eq!(body[0]["labels"]["spikewatch_id"], "a-0123456789abcdef");
     }
 
     fn pusher(retention_s: u64) -> Pusher {
