@@ -21,5 +21,8 @@ create spikewatch.metrics 3 21600000
 create spikewatch.changes 1 604800000
 # Rejected messages with their reason, for a human to look at: a week.
 create spikewatch.dlq 1 604800000
+# Alert transitions, keyed by alert id (an alert's firing and resolution stay in order on one
+# partition): three partitions, a week.
+create spikewatch.alerts 3 604800000
 
 "$TOPICS_BIN" --bootstrap-server "$BOOTSTRAP" --list

@@ -114,6 +114,8 @@ pub struct KafkaConfig {
     pub metrics_topic: String,
     pub changes_topic: Option<String>,
     pub dead_letter_topic: Option<String>,
+    /// Where every alert transition is published (CONTRACT section 5); `""` for none.
+    pub alerts_topic: Option<String>,
     /// Encoding of the metrics topic: `json`, `arrow` or `prom_adapter`.
     pub format: String,
     /// With `format = "prom_adapter"`: which Prometheus metrics and labels become which sample
@@ -137,6 +139,7 @@ impl Default for KafkaConfig {
             metrics_topic: "spikewatch.metrics".into(),
             changes_topic: Some("spikewatch.changes".into()),
             dead_letter_topic: Some("spikewatch.dlq".into()),
+            alerts_topic: Some("spikewatch.alerts".into()),
             format: "json".into(),
             prom_adapter: PromMappingConfig::default(),
             partition_idle_s: 5.0,

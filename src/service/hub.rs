@@ -1,11 +1,13 @@
 //! What the service knows, shared between the pipeline thread (the only writer) and the HTTP
 //! handlers, `/metrics` and the Alertmanager pusher (readers): alerts by id with their latest
-//! state, the newest series snapshot, incidents, pipeline counters, and a broadcast of every
-//! alert transition for the server-sent event stream.
+//! state, the newest series snapshot, incidents, pipeline counters, a broadcast of every
+//! alert transition for the server-sent event stream, and a bounded queue of them for the
+//! alerts topic ([`Hub::tap`]), which must not miss one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use detector::{AlertEvent, AlertState, SeriesView};
@@ -85,6 +87,9 @@ pub struct PipelineCounters {
     /// Wall clock (epoch ms) at which the last checkpoint was written (or the one resumed
     /// from had been written).
     pub checkpoint_ms: Option<i64>,
+    /// The alerts topic, when one is configured: transitions delivered, and failed (queued
+    /// but not delivered, or not even queued).
+    pub alerts_published: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -175,6 +180,11 @@ pub struct Hub {
 struct Inner {
     state: RwLock<HubState>,
     events: broadcast::Sender<AlertEvent>,
+    /// Every new transition, for one reader that must see them all (the alerts topic). The
+    /// broadcast above drops what a slow subscriber has not read; this queue instead counts
+    /// what did not fit in `tap_dropped`, and the pipeline never waits on it.
+    tap: OnceLock<Mutex<SyncSender<AlertEvent>>>,
+    tap_dropped: AtomicU64,
     source_up: AtomicBool,
     /// Wall clock (ms) of the pipeline thread's last loop: readiness means it keeps turning.
     heartbeat_ms: AtomicI64,
@@ -191,6 +201,8 @@ impl Hub {
                     ..HubState::default()
                 }),
                 events,
+                tap: OnceLock::new(),
+                tap_dropped: AtomicU64::new(0),
                 source_up: AtomicBool::new(false),
                 heartbeat_ms: AtomicI64::new(0),
                 started: Instant::now(),
@@ -222,10 +234,38 @@ impl Hub {
             let mut st = self.write();
             events.iter().filter(|e| st.record(e)).cloned().collect()
         };
+        if let Some(tap) = self.inner.tap.get() {
+            let tap = tap
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for ev in &fresh {
+                match tap.try_send(ev.clone()) {
+                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                    Err(TrySendError::Full(_)) => {
+                        self.inner.tap_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
         for ev in fresh {
             // No subscribers is fine.
             let _ = self.inner.events.send(ev);
         }
+    }
+
+    /// Every alert transition published from now on, in order, for one reader that must not
+    /// miss any (the alerts topic): up to `capacity` may wait unread; beyond that they are
+    /// dropped and counted ([`tap_dropped`](Self::tap_dropped)) rather than stall the
+    /// pipeline. `None` if the tap was taken already.
+    pub fn tap(&self, capacity: usize) -> Option<Receiver<AlertEvent>> {
+        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        self.inner.tap.set(Mutex::new(tx)).ok()?;
+        Some(rx)
+    }
+
+    /// Transitions the tap had no room for.
+    pub fn tap_dropped(&self) -> u64 {
+        self.inner.tap_dropped.load(Ordering::Relaxed)
     }
 
     /// The alert history (with its order) and incidents, for a checkpoint.

@@ -4,6 +4,7 @@
 //! from the hub. Detection never waits on any reader.
 
 pub mod alertmanager;
+pub mod alerts_topic;
 pub mod api;
 pub mod config;
 pub mod demo;
@@ -185,6 +186,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         })
     };
 
+    let alerts_topic = match &settings.source {
+        SourceSettings::Kafka(k) => match alerts_topic::topic_of(k) {
+            Some(topic) => {
+                eprintln!("spikewatch: publishing alert transitions to topic {topic}");
+                let done = Arc::new(AtomicBool::new(false));
+                Some((alerts_topic::spawn(k, topic, &hub, done.clone())?, done))
+            }
+            None => None,
+        },
+        SourceSettings::Demo(_) => None,
+    };
     if let Some(am) = settings.alertmanager.clone() {
         let urls: Vec<String> = am.urls.iter().map(ToString::to_string).collect();
         eprintln!("spikewatch: pushing alerts to {}", urls.join(", "));
@@ -213,6 +225,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     served.context("serving HTTP")?;
     let pipeline = pipeline_done.await.context("joining the pipeline")?;
+    if let Some((publisher, done)) = alerts_topic {
+        // The pipeline has stopped: deliver its last transitions before going.
+        done.store(true, Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+    }
     eprintln!("spikewatch: stopped");
     pipeline
 }
