@@ -204,6 +204,7 @@ fn start_broker(tansu: &Path, dir: &Path) -> (Proc, String) {
         ("spikewatch.metrics", "4"),
         ("spikewatch.changes", "1"),
         ("spikewatch.dlq", "1"),
+        ("spikewatch.alerts", "3"),
     ] {
         let out = Command::new(tansu)
             .args([
@@ -243,7 +244,7 @@ fn service_config(
             "[server]\nlisten = \"{listen}\"\n\n[source.kafka]\nbrokers = \"{brokers}\"\n\
              group_id = \"kafka-e2e\"\nmetrics_topic = \"spikewatch.metrics\"\n\
              changes_topic = \"spikewatch.changes\"\ndead_letter_topic = \"spikewatch.dlq\"\n\
-             format = \"json\"\n\n\
+             alerts_topic = \"spikewatch.alerts\"\nformat = \"json\"\n\n\
              [source.kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\n[checkpoint]\ndir = {:?}\ninterval_s = {checkpoint_s:?}\n",
             state.display().to_string()
         ),
@@ -366,6 +367,58 @@ fn alerts_served_from_kafka_equal_the_replay_of_the_same_trace() {
     assert_eq!(status, 200, "/readyz: {ready}");
     let ready: Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["source_up"], true, "{ready}");
+
+    // The alerts topic carries the same alerts: its latest message per id is the replay's
+    // last transition of that alert, and every message is keyed by its alert's id.
+    let on_topic = alerts_on_topic(&brokers, &want, &mut [&mut service, &mut broker]);
+    assert!(
+        on_topic == want,
+        "the alerts topic holds {} alerts, the replay {}:\n{}",
+        on_topic.len(),
+        want.len(),
+        diff(&on_topic, &want)
+    );
+}
+
+/// The latest message per alert id on `spikewatch.alerts`, read from the beginning until that
+/// is `want` (or 30 s pass); checks each message's key is its alert's id.
+fn alerts_on_topic(brokers: &str, want: &Alerts, procs: &mut [&mut Proc]) -> Alerts {
+    use ingest::kafka::{KafkaSettings, KafkaSource, TopicSettings};
+    let settings = KafkaSettings {
+        brokers: brokers.to_owned(),
+        group_id: "alerts-topic-reader".into(),
+        metrics_topics: vec![TopicSettings {
+            topic: "spikewatch.alerts".into(),
+            format: ingest::FormatKind::Json,
+        }],
+        changes_topic: None,
+        dead_letter_topic: None,
+        librdkafka: [("session.timeout.ms", "6000")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ..KafkaSettings::default()
+    };
+    let mut reader = KafkaSource::new(&settings).unwrap();
+    let mut got = Alerts::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got != *want && Instant::now() < deadline {
+        for p in procs.iter_mut() {
+            p.assert_running();
+        }
+        let Some(d) = reader.poll(1000, Duration::from_millis(200)) else {
+            continue;
+        };
+        for m in &d.metrics {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            let (id, k) = alert_key(&v);
+            assert_eq!(m.key.as_deref(), Some(id.as_bytes()), "message key: {v}");
+            got.insert(id, k);
+        }
+        reader.ack(d.token);
+    }
+    let _ = reader.close(Duration::from_secs(5));
+    got
 }
 
 /// Issue 4's "restarts resume, not restart": the trace is produced paced (about 20 s of wall
