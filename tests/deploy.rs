@@ -1516,6 +1516,12 @@ fn dashboards_show_what_the_issue_asks_for() {
             "spikewatch_tracked_series",
             None,
         ),
+        (
+            "spikewatch-health",
+            "series left out by the cap",
+            "spikewatch_series_dropped",
+            None,
+        ),
     ];
     for (uid, what, metric, by) in cases {
         let d = by_uid

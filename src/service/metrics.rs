@@ -4,7 +4,6 @@
 //! hub at scrape time, so a series or alert that went away leaves no stale gauge behind.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use detector::{AlertEvent, AlertState};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -34,7 +33,6 @@ pub struct Metrics {
     pub incidents_opened: IntCounter,
     pub checkpoints: IntCounterVec,
     series_limit: usize,
-    dropped: std::sync::Arc<AtomicU64>,
 }
 
 /// The `reason` labels of `spikewatch_samples_skipped_total`.
@@ -122,7 +120,6 @@ impl Metrics {
             ),
             registry,
             series_limit,
-            dropped: std::sync::Arc::default(),
         };
         let r = &m.registry;
         for c in [
@@ -238,8 +235,6 @@ impl Metrics {
         // Per-series families, capped.
         let series = st.series.clone();
         let limit = self.series_limit.min(series.len());
-        let over = (series.len() - limit) as u64;
-        self.dropped.fetch_max(over, Ordering::Relaxed);
         type Pick = fn(&detector::SeriesView) -> f64;
         let gauges: [(&str, &str, Pick); 8] = [
             (
@@ -331,10 +326,10 @@ impl Metrics {
         }
         #[allow(clippy::cast_precision_loss)]
         {
-            out.push(counter_family(
-                "spikewatch_series_dropped_total",
-                "Series left out of the per-series families by metrics.series_limit (the most at any scrape).",
-                vec![(Vec::new(), self.dropped.load(Ordering::Relaxed) as f64)],
+            out.push(gauge_family(
+                "spikewatch_series_dropped",
+                "Series left out of the per-series families by metrics.series_limit now (0 when none).",
+                vec![(Vec::new(), (series.len() - limit) as f64)],
             ));
             let (req, err) = series.iter().fold((0u64, 0u64), |(r, e), v| {
                 (r + v.totals.requests, e + v.totals.errors)
@@ -521,4 +516,90 @@ fn gauge_family_typed(
         f.mut_metric().push(m);
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use detector::{SeriesKey, SeriesTotals, SeriesView};
+
+    fn series(n: usize) -> Vec<SeriesView> {
+        (0..n)
+            .map(|i| SeriesView {
+                id: 0,
+                key: SeriesKey {
+                    cluster: format!("c{i}"),
+                    service: "checkout".into(),
+                    region: None,
+                },
+                last_sample_ms: Some(1_700_000_000_000),
+                error_ratio: 0.01,
+                error_baseline: 0.01,
+                retry_ratio: 0.0,
+                retry_baseline: 0.0,
+                success_rate: 100.0,
+                success_baseline: 100.0,
+                latency_p99_ms: 100.0,
+                latency_baseline_ms: 100.0,
+                pool_utilisation: 0.1,
+                pool_baseline: 0.1,
+                pool_pending: 0.0,
+                totals: SeriesTotals::default(),
+                firing: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The exposition lines of one family (its `# TYPE` line and samples), without the help.
+    fn family(text: &str, name: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                    || *l == format!("# TYPE {name} gauge")
+                    || *l == format!("# TYPE {name} counter")
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn series_dropped_is_a_gauge_of_the_series_left_out_now() {
+        let hub = Hub::new(10);
+        let m = Metrics::new(2);
+
+        hub.set_series(series(1));
+        let (text, _) = m.render(&hub);
+        assert_eq!(
+            family(&text, "spikewatch_series_dropped"),
+            [
+                "# TYPE spikewatch_series_dropped gauge",
+                "spikewatch_series_dropped 0"
+            ]
+        );
+
+        hub.set_series(series(5));
+        let (text, _) = m.render(&hub);
+        assert_eq!(text.matches("spikewatch_series_error_ratio{").count(), 2);
+        assert_eq!(
+            family(&text, "spikewatch_series_dropped"),
+            [
+                "# TYPE spikewatch_series_dropped gauge",
+                "spikewatch_series_dropped 3"
+            ]
+        );
+
+        // Back under the cap, nothing is left out any more.
+        hub.set_series(series(2));
+        let (text, _) = m.render(&hub);
+        assert_eq!(text.matches("spikewatch_series_error_ratio{").count(), 2);
+        assert_eq!(
+            family(&text, "spikewatch_series_dropped"),
+            [
+                "# TYPE spikewatch_series_dropped gauge",
+                "spikewatch_series_dropped 0"
+            ]
+        );
+        assert!(!text.contains("spikewatch_series_dropped_total"), "{text}");
+    }
 }

@@ -387,7 +387,7 @@ async fn per_series_gauges_are_capped() {
     let (app, _) = fixture(None, 2);
     let (_, _, text) = call(&app, "/metrics", None).await;
     assert_eq!(text.matches("spikewatch_series_error_ratio{").count(), 2);
-    assert!(text.contains("spikewatch_series_dropped_total 1"), "{text}");
+    assert!(text.contains("spikewatch_series_dropped 1"), "{text}");
     // Fleet totals still count every series.
     assert!(text.contains("spikewatch_fleet_requests_total 3000"));
 }
