@@ -8,12 +8,23 @@
 //!   where its JSON samples would, whichever format carries it.
 //! - **Pacing.** `--speed N` plays N event seconds per wall second from the first sample;
 //!   `--max` sends as fast as the broker takes them. Samples later than the ones before them
-//!   (a trace may be out of order within its lateness) go out at once.
+//!   (a trace may be out of order within its lateness) go out at once. Event times stay those
+//!   of the trace (shifted by `--loop`), however long ago they were.
+//! - **Live (`--live-from SECONDS`).** Plays the trace as if it were happening now: every
+//!   timestamp is shifted so that the sample SECONDS after the trace's first sample falls on the
+//!   current wall-clock time. The shift is a whole number of the trace's intervals (whole seconds
+//!   for intervals that are not), rounded down, so timestamps stay on the trace's boundaries and
+//!   that sample lands at most one interval before now. Everything up to now goes out at once,
+//!   as history a consumer catching up would read; each later sample or change event is sent
+//!   when the wall clock reaches its (shifted) time, so event time never runs ahead of the wall
+//!   clock and the consumer's event-time lag stays within an interval. With `--loop` event time
+//!   follows the wall clock indefinitely. Not combinable with `--speed` or `--max`.
 //! - **Changes.** Change events go to the changes topic interleaved with the samples by event
 //!   time, each just before the first sample at or after its `ts`.
 //! - **`--loop`.** Plays the trace again and again, every pass shifted forward by the trace's
-//!   length plus one interval, so event time keeps moving and the detector sees new data, not
-//!   duplicates. Runs until interrupted (Ctrl-C / SIGTERM end it cleanly, with the summary).
+//!   length plus one interval, so event time keeps moving (never backwards) and the detector
+//!   sees new data, not duplicates. Runs until interrupted (Ctrl-C / SIGTERM end it, and a
+//!   `--live-from` run, cleanly, with the summary).
 //! - `--format prom` writes what Prometheus `remote_write` through prometheus-kafka-adapter
 //!   would: one message per Prometheus sample, counters cumulative (keyed by series here).
 //! - Lines that are not valid samples are sent unkeyed as they are in JSON mode (the consumer
@@ -26,7 +37,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use ingest::json::{parse_sample, DecoderOptions, Sample};
@@ -52,12 +63,20 @@ pub struct ProduceArgs {
     /// Topic for the change events; an empty string sends none.
     #[arg(long, default_value = DEFAULT_CHANGES_TOPIC)]
     pub changes_topic: String,
-    /// Event seconds played per wall second (default 1: real time).
+    /// Event seconds played per wall second (default 1: real time), with the trace's own
+    /// timestamps (shifted only by --loop).
     #[arg(long, conflicts_with = "max")]
     pub speed: Option<f64>,
     /// Send as fast as possible, without pacing.
     #[arg(long)]
     pub max: bool,
+    /// Play live: shift the trace so that the sample SECONDS after its first one is stamped
+    /// with the current wall-clock time (rounded down to the trace's interval). Samples and
+    /// change events up to now go out at once, as history; the rest are sent in real time, each
+    /// when the wall clock reaches its timestamp. With --loop, event time keeps up with the
+    /// wall clock indefinitely. Not combinable with --speed or --max.
+    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["speed", "max"])]
+    pub live_from: Option<u64>,
     /// Message encoding of the samples.
     #[arg(long, value_enum, default_value_t = WireFormat::Json)]
     pub format: WireFormat,
@@ -102,6 +121,9 @@ pub enum Pace {
     Max,
     /// Event seconds per wall second.
     Speed(f64),
+    /// Real time with the trace shifted to now: the sample `from_ms` after the trace's first
+    /// one is stamped with the wall-clock time at the start (see the module docs).
+    Live { from_ms: i64 },
 }
 
 /// Checked options of one run.
@@ -127,11 +149,29 @@ impl ProduceArgs {
         if self.topic.trim().is_empty() {
             bail!("--topic is empty");
         }
-        let pace = match (self.max, self.speed) {
-            (true, _) => Pace::Max,
-            (false, None) => Pace::Speed(1.0),
-            (false, Some(s)) if s.is_finite() && s > 0.0 => Pace::Speed(s),
-            (false, Some(s)) => bail!("--speed {s}: must be a positive number"),
+        let pace = match (self.live_from, self.max, self.speed) {
+            (Some(_), true, _) => bail!(
+                "--live-from cannot be combined with --max: a live play is paced by the wall clock"
+            ),
+            (Some(_), false, Some(_)) => bail!(
+                "--live-from cannot be combined with --speed: a live play runs at real time \
+                 (speed 1), or event time would run ahead of the wall clock"
+            ),
+            (Some(s), false, None) => {
+                // Ten years of offset is far beyond any trace; beyond it the arithmetic could
+                // overflow.
+                const MAX_S: u64 = 10 * 366 * 86_400;
+                if s > MAX_S {
+                    bail!("--live-from {s}: at most {MAX_S} seconds");
+                }
+                Pace::Live {
+                    from_ms: i64::try_from(s * 1000)?,
+                }
+            }
+            (None, true, _) => Pace::Max,
+            (None, false, None) => Pace::Speed(1.0),
+            (None, false, Some(s)) if s.is_finite() && s > 0.0 => Pace::Speed(s),
+            (None, false, Some(s)) => bail!("--speed {s}: must be a positive number"),
         };
         if self.arrow_rows == 0 {
             bail!("--arrow-rows must be at least 1");
@@ -234,7 +274,8 @@ pub fn series_key(cluster: &str, service: &str) -> String {
 }
 
 /// How long to wait before sending a sample with event time `ts_ms`, given the first sample's
-/// event time and how long the run has been going. `None`: send now.
+/// event time and how long the run has been going. `None`: send now. Only `Pace::Speed` waits
+/// here; live pacing is [`live_delay`].
 pub fn pacing_delay(pace: Pace, first_ms: i64, ts_ms: i64, elapsed: Duration) -> Option<Duration> {
     let Pace::Speed(speed) = pace else {
         return None;
@@ -244,13 +285,71 @@ pub fn pacing_delay(pace: Pace, first_ms: i64, ts_ms: i64, elapsed: Duration) ->
     (wait > 0.0005).then(|| Duration::from_secs_f64(wait))
 }
 
+/// The shift (ms) of a live play: stamps the sample `from_ms` after the trace's first one
+/// (`first_ms`) with `now_ms`, rounded down to a whole number of `interval_ms` (or of whole
+/// seconds when the interval is not a whole number of them), so shifted timestamps stay on the
+/// trace's boundaries and that sample is at most one interval before now, never after it.
+pub fn live_shift(first_ms: i64, from_ms: i64, interval_ms: i64, now_ms: i64) -> i64 {
+    let unit = if interval_ms > 0 && interval_ms % 1000 == 0 {
+        interval_ms
+    } else {
+        1000
+    };
+    let exact = now_ms.saturating_sub(first_ms.saturating_add(from_ms));
+    exact.div_euclid(unit).saturating_mul(unit)
+}
+
+/// How long a live play waits before sending something stamped `ts_ms` (already shifted) when
+/// the wall clock reads `now_ms`: until the clock reaches it. `None`: due, send now.
+pub fn live_delay(ts_ms: i64, now_ms: i64) -> Option<Duration> {
+    let wait = ts_ms.saturating_sub(now_ms);
+    (wait > 0).then(|| Duration::from_millis(wait.unsigned_abs()))
+}
+
+/// The wall clock and the pacing wait, as [`produce_with_clock`] sees them: the system clock
+/// outside tests, a fake one in them.
+pub trait Clock {
+    /// Now, in milliseconds since the Unix epoch.
+    fn now_ms(&mut self) -> i64;
+    /// The pacing wait.
+    fn sleep(&mut self, d: Duration);
+}
+
+/// The system's wall clock, with a given wait.
+struct SystemClock<'a> {
+    sleep: &'a mut dyn FnMut(Duration),
+}
+
+impl Clock for SystemClock<'_> {
+    fn now_ms(&mut self) -> i64 {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    }
+    fn sleep(&mut self, d: Duration) {
+        (self.sleep)(d);
+    }
+}
+
 /// Plays the trace into `sink` (see the module docs) until it ends, or with `repeat` until
-/// `stop` is set. `sleep` is the pacing wait (`std::thread::sleep` outside tests).
+/// `stop` is set. `sleep` is the pacing wait (`std::thread::sleep` outside tests); a live play
+/// reads the system clock.
 pub fn produce(
     opts: &ProduceOptions,
     sink: &mut dyn Sink,
     stop: &AtomicBool,
     sleep: &mut dyn FnMut(Duration),
+) -> anyhow::Result<Summary> {
+    produce_with_clock(opts, sink, stop, &mut SystemClock { sleep })
+}
+
+/// [`produce`] with the wall clock and the wait given.
+pub fn produce_with_clock(
+    opts: &ProduceOptions,
+    sink: &mut dyn Sink,
+    stop: &AtomicBool,
+    clock: &mut dyn Clock,
 ) -> anyhow::Result<Summary> {
     let changes = if opts.trace.is_dir() {
         ingest::trace::read_changes(&opts.trace)
@@ -267,7 +366,7 @@ pub fn produce(
     let mut run = Run {
         opts,
         sink,
-        sleep,
+        clock,
         started: Instant::now(),
         first_ms: None,
         summary: Summary {
@@ -282,6 +381,12 @@ pub fn produce(
         now_ms: Some(ingest::time::MAX_TS_MS),
         ..DecoderOptions::default()
     };
+    let live_from = match opts.pace {
+        Pace::Live { from_ms } => Some(from_ms),
+        _ => None,
+    };
+    // Live: set on the first valid sample, from the clock read then.
+    let mut anchored = live_from.is_none();
     let mut shift = 0i64;
     loop {
         run.summary.passes += 1;
@@ -290,7 +395,7 @@ pub fn produce(
         let mut pending_changes = changes.iter().peekable();
         let (mut lo, mut hi, mut step) = (i64::MAX, i64::MIN, 0i64);
         let mut line = Vec::new();
-        while lines
+        'lines: while lines
             .read_line(&mut line)
             .with_context(|| format!("reading {}", lines.path().display()))?
         {
@@ -307,11 +412,24 @@ pub fn produce(
             lo = lo.min(sample.ts_ms);
             hi = hi.max(sample.ts_ms);
             step = step.max(i64::from(sample.interval_ms));
+            if !anchored {
+                anchored = true;
+                let now = run.clock.now_ms();
+                let from = live_from.unwrap_or(0);
+                shift = live_shift(sample.ts_ms, from, i64::from(sample.interval_ms), now);
+            }
             sample.ts_ms += shift;
             while let Some(c) = pending_changes.next_if(|c| c.ts + shift <= sample.ts_ms) {
+                if !run.pace_change(c.ts + shift, stop)? {
+                    break 'lines;
+                }
                 run.send_change(c, shift)?;
             }
             run.pace(sample.ts_ms)?;
+            if stop.load(Ordering::Relaxed) {
+                // Interrupted while waiting: what was due later stays unsent.
+                break;
+            }
             match opts.format {
                 WireFormat::Json => {
                     let payload = if shift == 0 {
@@ -349,6 +467,9 @@ pub fn produce(
         // The trace's remaining changes, unless interrupted (they lie in the future).
         if !stop.load(Ordering::Relaxed) {
             for c in pending_changes {
+                if !run.pace_change(c.ts + shift, stop)? {
+                    break;
+                }
                 run.send_change(c, shift)?;
             }
         }
@@ -364,7 +485,7 @@ pub fn produce(
 struct Run<'a> {
     opts: &'a ProduceOptions,
     sink: &'a mut dyn Sink,
-    sleep: &'a mut dyn FnMut(Duration),
+    clock: &'a mut dyn Clock,
     started: Instant,
     first_ms: Option<i64>,
     summary: Summary,
@@ -375,14 +496,34 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Waits until the sample stamped `ts_ms` (shifted) is due.
     fn pace(&mut self, ts_ms: i64) -> anyhow::Result<()> {
-        let first = *self.first_ms.get_or_insert(ts_ms);
-        if let Some(wait) = pacing_delay(self.opts.pace, first, ts_ms, self.started.elapsed()) {
+        let wait = match self.opts.pace {
+            Pace::Live { .. } => live_delay(ts_ms, self.clock.now_ms()),
+            pace => {
+                let first = *self.first_ms.get_or_insert(ts_ms);
+                pacing_delay(pace, first, ts_ms, self.started.elapsed())
+            }
+        };
+        if let Some(wait) = wait {
             // Rows waiting for a full Arrow message go out before the pause, on time.
             self.flush_arrow(None)?;
-            (self.sleep)(wait);
+            self.clock.sleep(wait);
         }
         Ok(())
+    }
+
+    /// A live play waits until the change event stamped `ts_ms` (shifted) is due; the other
+    /// paces send it with the sample it precedes. False: interrupted while waiting, do not send.
+    fn pace_change(&mut self, ts_ms: i64, stop: &AtomicBool) -> anyhow::Result<bool> {
+        if matches!(self.opts.pace, Pace::Live { .. }) {
+            if let Some(wait) = live_delay(ts_ms, self.clock.now_ms()) {
+                self.flush_arrow(None)?;
+                self.clock.sleep(wait);
+                return Ok(!stop.load(Ordering::Relaxed));
+            }
+        }
+        Ok(true)
     }
 
     fn send_metrics(
@@ -526,7 +667,8 @@ pub fn main(args: ProduceArgs) -> anyhow::Result<()> {
     let opts = args.check()?;
     let mut sink = KafkaSink::new(&opts.brokers, &opts.librdkafka)?;
     let stop = Arc::new(AtomicBool::new(false));
-    if opts.repeat {
+    // A loop, or a live play's hour of real time, ends on a signal with the summary.
+    if opts.repeat || matches!(opts.pace, Pace::Live { .. }) {
         stop_on_signal(stop.clone());
     }
     let started = Instant::now();
@@ -883,6 +1025,7 @@ mod tests {
             changes_topic: String::new(),
             speed: None,
             max: false,
+            live_from: None,
             format: WireFormat::Json,
             repeat: false,
             arrow_rows: 10,
@@ -930,5 +1073,213 @@ mod tests {
             let err = args.check().unwrap_err().to_string();
             assert!(err.contains(flag), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn live_play_is_refused_with_speed_or_max_naming_both_flags() {
+        let base = ProduceArgs {
+            trace: "t".into(),
+            brokers: "k:9092".into(),
+            topic: "m".into(),
+            changes_topic: String::new(),
+            speed: None,
+            max: false,
+            live_from: Some(3420),
+            format: WireFormat::Json,
+            repeat: true,
+            arrow_rows: 10,
+            librdkafka: Vec::new(),
+        };
+        assert_eq!(
+            base.clone().check().unwrap().pace,
+            Pace::Live { from_ms: 3_420_000 }
+        );
+        let with_speed = ProduceArgs {
+            speed: Some(1.0),
+            ..base.clone()
+        };
+        let with_max = ProduceArgs {
+            max: true,
+            ..base.clone()
+        };
+        for (args, other) in [(with_speed, "--speed"), (with_max, "--max")] {
+            let err = args.check().unwrap_err().to_string();
+            assert!(err.contains("--live-from") && err.contains(other), "{err}");
+        }
+    }
+
+    #[test]
+    fn live_shift_puts_the_chosen_sample_on_the_last_interval_boundary_before_now() {
+        let now = NOW;
+        // (name, first sample, offset, interval, expected time of the sample at the offset)
+        let cases = [
+            (
+                "rounded down to 10 s",
+                T0,
+                60_000,
+                10_000,
+                1_780_315_200_000,
+            ),
+            ("whole intervals from now already", T0, 64_500, 10_000, now),
+            (
+                "sub-second interval: whole seconds",
+                T0,
+                0,
+                500,
+                1_780_315_204_000,
+            ),
+            (
+                "a trace in the future moves back, still rounded down",
+                1_780_315_203_000 + 86_400_000,
+                0,
+                10_000,
+                1_780_315_203_000,
+            ),
+        ];
+        for (name, first, from, interval, want) in cases {
+            let shift = live_shift(first, from, interval, now);
+            assert_eq!(first + from + shift, want, "{name}");
+            // Whole intervals: every timestamp of the trace keeps its place on the grid.
+            assert_eq!(shift % interval.max(1000), 0, "{name}");
+        }
+    }
+
+    /// A wall clock standing still except while `produce` waits, and a sink noting the clock's
+    /// time of every message.
+    #[derive(Clone, Default)]
+    struct FakeClock {
+        now: std::rc::Rc<std::cell::Cell<i64>>,
+        sleeps: std::rc::Rc<std::cell::RefCell<Vec<Duration>>>,
+    }
+
+    impl Clock for FakeClock {
+        fn now_ms(&mut self) -> i64 {
+            self.now.get()
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.sleeps.borrow_mut().push(d);
+            self.now
+                .set(self.now.get() + i64::try_from(d.as_millis()).unwrap());
+        }
+    }
+
+    struct TimedSink {
+        clock: FakeClock,
+        /// (wall time when sent, topic, event time in the payload)
+        sent: Vec<(i64, String, i64)>,
+        stop: Arc<AtomicBool>,
+        stop_after: usize,
+    }
+
+    impl Sink for TimedSink {
+        fn partitions(&mut self, _: &str) -> anyhow::Result<usize> {
+            Ok(1)
+        }
+        fn send(
+            &mut self,
+            topic: &str,
+            key: Option<&[u8]>,
+            _: Option<i32>,
+            payload: &[u8],
+        ) -> anyhow::Result<()> {
+            if key.is_some() {
+                let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+                let ts = ingest::time::parse_rfc3339_ms(v["ts"].as_str().unwrap()).unwrap();
+                self.sent.push((self.clock.now.get(), topic.to_owned(), ts));
+            }
+            if self.sent.len() >= self.stop_after {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    }
+
+    /// 2026-06-01T12:00:04.5Z, the injected "now" of the live tests.
+    const NOW: i64 = 1_780_315_204_500;
+
+    fn live(trace: &std::path::Path, from_ms: i64, repeat: bool, stop_after: usize) -> TimedSink {
+        let mut o = opts(trace, WireFormat::Json);
+        o.pace = Pace::Live { from_ms };
+        o.repeat = repeat;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut clock = FakeClock::default();
+        clock.now.set(NOW);
+        let mut sink = TimedSink {
+            clock: clock.clone(),
+            sent: Vec::new(),
+            stop: stop.clone(),
+            stop_after,
+        };
+        produce_with_clock(&o, &mut sink, &stop, &mut clock).unwrap();
+        sink
+    }
+
+    #[test]
+    fn live_play_stamps_the_offset_sample_now_sends_history_at_once_and_the_rest_in_real_time() {
+        let dir = trace_dir();
+        // The tick 10 s into the trace is the one stamped now (12:00:04.5, on the 10 s grid:
+        // 12:00:00); the deploy at +15 s and the tick at +20 s are still to come.
+        let sink = live(dir.path(), 10_000, false, usize::MAX);
+        let at = |h: &str| ingest::time::parse_rfc3339_ms(&format!("2026-06-01T{h}Z")).unwrap();
+        let samples: Vec<_> = sink.sent.iter().filter(|m| m.1 == "m").collect();
+        let stamps: Vec<i64> = samples.iter().map(|m| m.2).collect();
+        let want: Vec<i64> = ["11:59:50", "12:00:00", "12:00:10"]
+            .iter()
+            .flat_map(|h| [at(h); 4])
+            .collect();
+        assert_eq!(stamps, want);
+        // The change event is shifted as the samples are: 21:20:15 on the trace's clock.
+        let changes: Vec<_> = sink.sent.iter().filter(|m| m.1 == "c").collect();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].2, at("12:00:05"));
+        // History (up to now) went out at once; each later message when the wall clock
+        // reached its timestamp, never before.
+        for (sent_at, topic, ts) in &sink.sent {
+            assert_eq!(*sent_at, (*ts).max(NOW), "{topic} stamped {ts}");
+        }
+        // So the waits were from now to the change, then from it to the last tick.
+        assert_eq!(
+            *sink.clock.sleeps.borrow(),
+            [Duration::from_millis(500), Duration::from_secs(5)]
+        );
+    }
+
+    #[test]
+    fn live_loop_keeps_event_time_with_the_wall_clock_pass_after_pass() {
+        let dir = trace_dir();
+        // Four passes of 3 ticks of 4 samples, and their change events.
+        let sink = live(dir.path(), 0, true, 4 * 13);
+        let samples: Vec<i64> = sink
+            .sent
+            .iter()
+            .filter(|m| m.1 == "m")
+            .map(|m| m.2)
+            .collect();
+        assert_eq!(samples.len(), 4 * 12);
+        assert!(samples.windows(2).all(|w| w[0] <= w[1]), "{samples:?}");
+        // Tick after tick, 10 s apart, across the passes: no gap, no overlap.
+        let mut ticks = samples.clone();
+        ticks.dedup();
+        let first = ingest::time::parse_rfc3339_ms("2026-06-01T12:00:00Z").unwrap();
+        let want: Vec<i64> = (0..12).map(|i| first + i * 10_000).collect();
+        assert_eq!(ticks, want);
+        let changes: Vec<i64> = sink
+            .sent
+            .iter()
+            .filter(|m| m.1 == "c")
+            .map(|m| m.2)
+            .collect();
+        assert_eq!(changes.len(), 4);
+        assert!(
+            changes.windows(2).all(|w| w[1] - w[0] == 30_000),
+            "{changes:?}"
+        );
+        // History at once, the rest when the wall clock reached its timestamp, never before.
+        for (sent_at, topic, ts) in &sink.sent {
+            assert_eq!(*sent_at, (*ts).max(NOW), "{topic} stamped {ts}");
+        }
+        // Real time: every pause is the time to the next change or tick, nothing sped up.
+        let slept: Duration = sink.clock.sleeps.borrow().iter().sum();
+        assert_eq!(i64::try_from(slept.as_millis()).unwrap(), want[11] - NOW);
     }
 }

@@ -200,3 +200,26 @@ fn committed_traces_are_what_the_generator_writes() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn produce_refuses_live_play_with_speed_or_max_naming_the_flags() {
+    let trace = incidents().join("2026-02-12-routing-config-removed");
+    for other in [&["--speed", "30"][..], &["--max"][..]] {
+        let out = bin()
+            .arg("produce")
+            .arg(&trace)
+            .args(["--brokers", "127.0.0.1:1", "--live-from", "3420"])
+            .args(other)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("--live-from") && stderr.contains(other[0]),
+            "{stderr}"
+        );
+    }
+    let help = bin().args(["produce", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--live-from <SECONDS>"), "{help}");
+}
