@@ -936,6 +936,43 @@ const KNOWN_UNITS: &[&str] = &[
     "Bps",
 ];
 
+/// Metrics with no series at all while nothing is happening: `spikewatch_alerts_active` has a
+/// series per firing alert and none when no alert fires. A single number over them reads
+/// "No data" on a quiet fleet unless the query ends in `or vector(0)`.
+const EMPTY_WHEN_QUIET: &[&str] = &["spikewatch_alerts_active"];
+
+/// Panels that show one number.
+fn shows_one_number(panel: &Value) -> bool {
+    matches!(panel["type"].as_str(), Some("stat" | "gauge"))
+}
+
+fn squash(expr: &str) -> String {
+    expr.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+fn has_fallback(expr: &str) -> bool {
+    let squashed = squash(expr);
+    squashed.contains("orvector(") || squashed.contains("absent(")
+}
+
+/// A query over an [`EMPTY_WHEN_QUIET`] metric.
+fn empty_when_quiet(expr: &str) -> bool {
+    metric_names(expr)
+        .iter()
+        .any(|m| EMPTY_WHEN_QUIET.contains(&m.as_str()))
+}
+
+/// The one fallback allowed: a single number over a metric that is empty when quiet, ending in
+/// `or vector(0)` (and no other fallback), so a quiet fleet reads 0.
+fn is_zero_when_quiet(panel: &Value, expr: &str) -> bool {
+    let squashed = squash(expr);
+    shows_one_number(panel)
+        && empty_when_quiet(expr)
+        && squashed.ends_with("orvector(0)")
+        && squashed.matches("orvector(").count() == 1
+        && !squashed.contains("absent(")
+}
+
 fn is_row(panel: &Value) -> bool {
     panel["type"] == "row"
 }
@@ -1077,6 +1114,25 @@ fn lint(d: &Dashboard) -> Vec<Finding> {
                     format!("{at} {r}: datasource is not ${{datasource}}"),
                 ));
             }
+            let expr = t["expr"].as_str().unwrap_or("");
+            if shows_one_number(p) && empty_when_quiet(expr) && !is_zero_when_quiet(p, expr) {
+                f.push((
+                    "zero-when-quiet",
+                    format!(
+                        "{at} {r}: reads \"No data\" when nothing fires; end the query with \
+                         `or vector(0)`"
+                    ),
+                ));
+            }
+            if has_fallback(expr) && !is_zero_when_quiet(p, expr) {
+                f.push((
+                    "no-fallback",
+                    format!(
+                        "{at} {r}: a fallback series hides a renamed or missing metric (only a \
+                         single number over {EMPTY_WHEN_QUIET:?} may end in `or vector(0)`)"
+                    ),
+                ));
+            }
         }
     }
 
@@ -1131,8 +1187,8 @@ fn lint(d: &Dashboard) -> Vec<Finding> {
                 ));
             }
         }
-        let squashed: String = q.expr.chars().filter(|c| !c.is_whitespace()).collect();
-        if squashed.contains("orvector(") || squashed.contains("absent(") {
+        // Panel targets are checked with their panel, above.
+        if q.kind != QueryKind::Panel && has_fallback(&q.expr) {
             f.push((
                 "no-fallback",
                 format!("{q}: a fallback series hides a renamed or missing metric"),
@@ -1240,10 +1296,50 @@ fn each_lint_rule_catches_its_mistake() {
             j["panels"][0]["targets"][0]["expr"] =
                 json!("sum(spikewatch_alerts_active{cluster=\"$clustr\"})");
         }),
-        ("zero fallback", "no-fallback", |j| {
-            j["panels"][0]["targets"][0]["expr"] =
-                json!("sum(spikewatch_alerts_active) or vector(0)");
+        ("zero fallback on a graph", "no-fallback", |j| {
+            let p = j["panels"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|p| p["type"] == "timeseries")
+                .unwrap();
+            p["targets"][0]["expr"] = json!("sum(spikewatch_alerts_active) or vector(0)");
         }),
+        (
+            "zero fallback on a number that is never empty",
+            "no-fallback",
+            |j| {
+                j["panels"][0]["type"] = json!("stat");
+                j["panels"][0]["targets"][0]["expr"] =
+                    json!("sum(spikewatch_tracked_series) or vector(0)");
+            },
+        ),
+        (
+            "alerts firing as a number without a zero",
+            "zero-when-quiet",
+            |j| {
+                j["panels"][0]["type"] = json!("stat");
+                j["panels"][0]["targets"][0]["expr"] = json!("sum(spikewatch_alerts_active)");
+            },
+        ),
+        (
+            "clusters alerting as a gauge without a zero",
+            "zero-when-quiet",
+            |j| {
+                j["panels"][0]["type"] = json!("gauge");
+                j["panels"][0]["targets"][0]["expr"] =
+                    json!("count(count by (cluster) (spikewatch_alerts_active))");
+            },
+        ),
+        (
+            "a zero fallback that is not the last word",
+            "zero-when-quiet",
+            |j| {
+                j["panels"][0]["type"] = json!("stat");
+                j["panels"][0]["targets"][0]["expr"] =
+                    json!("(sum(spikewatch_alerts_active) or vector(0)) * 2");
+            },
+        ),
         ("no alert annotations", "alert-annotations", |j| {
             j["annotations"]["list"]
                 .as_array_mut()
@@ -1283,6 +1379,100 @@ fn each_lint_rule_catches_its_mistake() {
 
 // ------------------------------------------------------------------------------------------
 // Dashboards: queries
+
+/// The single numbers over metrics that are empty when quiet (alerts firing, clusters
+/// alerting), asked of promtool's evaluator over a fleet where nothing fires and over one with
+/// alerts firing: they read 0, not "No data", then the count.
+#[test]
+fn single_numbers_read_zero_when_no_alert_fires() {
+    let mut numbers: Vec<(String, String)> = Vec::new();
+    for d in load_dashboards() {
+        let mut values = BTreeMap::new();
+        for v in d.variables() {
+            if let Some(name) = v["name"].as_str() {
+                values.insert(name.to_string(), "placeholder".to_string());
+            }
+        }
+        let values = with_builtins(values);
+        for p in d.panels() {
+            if !shows_one_number(p) {
+                continue;
+            }
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let expr = substitute(t["expr"].as_str().unwrap_or(""), &values);
+                if !empty_when_quiet(&expr) || expr.contains("placeholder") {
+                    continue;
+                }
+                let at = format!("{} panel \"{}\"", d.file, p["title"].as_str().unwrap_or(""));
+                numbers.push((at, expr));
+            }
+        }
+    }
+    let titles: Vec<&str> = numbers.iter().map(|(at, _)| at.as_str()).collect();
+    for want in ["\"Alerts firing\"", "\"Clusters alerting\""] {
+        assert!(
+            titles.iter().any(|t| t.ends_with(want)),
+            "no single-number panel {want} over spikewatch_alerts_active: {titles:?}"
+        );
+    }
+    // Three alerts on two clusters: "Alerts firing" reads 3 and "Clusters alerting" 2.
+    let want_firing = |at: &str| if at.contains("Clusters") { 2.0 } else { 3.0 };
+    let case =
+        |name: &str, series: Value, queries: &[(String, String)], want: &dyn Fn(&str) -> f64| {
+            json!({
+                "name": name,
+                "interval": "15s",
+                "input_series": series,
+                "promql_expr_test": queries.iter().map(|(at, expr)| json!({
+                    "expr": expr,
+                    "eval_time": "2m",
+                    "exp_samples": [{"labels": "{}", "value": want(at)}],
+                })).collect::<Vec<_>>(),
+            })
+        };
+    let quiet_series = json!([
+        {"series": "up{job=\"spikewatch\", instance=\"spikewatch:8686\"}", "values": "1x10"},
+        {"series": "spikewatch_tracked_series{job=\"spikewatch\", instance=\"spikewatch:8686\"}", "values": "40x10"},
+    ]);
+    let alert = |cluster: &str, service: &str| {
+        json!({
+            "series": format!(
+                "spikewatch_alerts_active{{job=\"spikewatch\", instance=\"spikewatch:8686\", \
+                 kind=\"error_rate_spike\", cluster=\"{cluster}\", service=\"{service}\", \
+                 severity=\"critical\"}}"
+            ),
+            "values": "1x10",
+        })
+    };
+    let firing_series = json!([
+        alert("prod-a", "checkout"),
+        alert("prod-a", "search"),
+        alert("prod-b", "checkout"),
+    ]);
+    let tests = json!({
+        "rule_files": [],
+        "evaluation_interval": "15s",
+        "tests": [
+            case("nothing firing", quiet_series, &numbers, &|_| 0.0),
+            case("three alerts on two clusters", firing_series, &numbers, &want_firing),
+        ],
+    });
+    let dir = scratch_dir("single-numbers");
+    let file = dir.join("single-numbers.test.yml"); // JSON is YAML
+    std::fs::write(&file, tests.to_string()).unwrap();
+    let out = tool("promtool")
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "a single-number panel does not read as it should:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// Every panel and annotation query, variables filled in, through promtool's PromQL parser
 /// (as recording rules named after where the query lives).
