@@ -380,7 +380,7 @@ fn replay(
     }
     let st = res.stats;
     let summary = format!(
-        "{} samples, {} evaluated, {} duplicates, {} too late, {} rejected, {} alert events, {} incidents ({} change events)",
+        "{} samples, {} evaluated, {} duplicates, {} too late, {} rejected, {} alert events, {} incidents ({} change events{})",
         res.messages,
         st.processed,
         st.duplicates,
@@ -388,11 +388,18 @@ fn replay(
         res.rejections.total(),
         res.events.len(),
         res.incidents.len(),
-        res.changes
+        res.changes,
+        match res.rejected_changes.len() {
+            0 => String::new(),
+            n => format!(", {n} rejected"),
+        }
     );
     eprintln!("spikewatch: {summary}");
     for ex in &res.rejections.examples {
         eprintln!("spikewatch: rejected {ex}");
+    }
+    for bad in res.rejected_changes.iter().take(5) {
+        eprintln!("spikewatch: skipped {bad}");
     }
     Ok(())
 }

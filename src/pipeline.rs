@@ -377,6 +377,9 @@ pub struct ReplayResult {
     pub incidents: Vec<Incident>,
     /// Change events read (a trace directory's `changes.jsonl`).
     pub changes: usize,
+    /// Lines of `changes.jsonl` that are not change events, skipped: each error's message and
+    /// cause, naming the file and line.
+    pub rejected_changes: Vec<String>,
     pub stats: DetectorStats,
     pub rejections: Rejections,
     pub messages: u64,
@@ -396,8 +399,9 @@ pub fn replay(
 }
 
 /// [`replay`], also handing `on_events` the incidents opened or changed by each group of
-/// transitions. A trace directory's `changes.jsonl` is loaded first; a bare samples file has
-/// no changes.
+/// transitions. A trace directory's `changes.jsonl` is loaded first, skipping (and returning)
+/// any line that is not a change event, as bad samples are skipped; a bare samples file has no
+/// changes.
 pub fn replay_with_incidents(
     path: &Path,
     cfg: DetectorConfig,
@@ -406,12 +410,12 @@ pub fn replay_with_incidents(
 ) -> anyhow::Result<ReplayResult> {
     let mut pipeline = Pipeline::new(cfg, batch_size)?;
     let changes = if path.is_dir() {
-        ingest::trace::read_changes(path)
+        ingest::trace::read_changes_skipping_bad(path)
             .with_context(|| format!("reading changes of {}", path.display()))?
     } else {
-        Vec::new()
+        ingest::trace::ChangesRead::default()
     };
-    pipeline.push_changes(&changes);
+    pipeline.push_changes(&changes.events);
     let lines = ingest::trace::SampleLines::open(path)
         .with_context(|| format!("opening samples of {}", path.display()))?;
     let mut events = Vec::new();
@@ -448,7 +452,12 @@ pub fn replay_with_incidents(
     Ok(ReplayResult {
         events,
         incidents,
-        changes: changes.len(),
+        changes: changes.events.len(),
+        rejected_changes: changes
+            .rejected
+            .iter()
+            .map(ingest::trace::with_cause)
+            .collect(),
         stats: pipeline.stats(),
         rejections: pipeline.rejections.clone(),
         messages: pipeline.messages(),
@@ -647,5 +656,56 @@ mod tests {
             .unwrap_err();
             assert!(format!("{err:#}").contains(want), "{name}: {err:#}");
         }
+    }
+    #[test]
+    fn a_bad_change_event_in_a_trace_is_skipped_and_named_and_loses_nothing_else() {
+        let src = Path::new(TRACES).join("2026-02-12-routing-config-removed");
+        let dir = std::env::temp_dir().join(format!(
+            "spikewatch-bad-change-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["samples.jsonl.gz", "labels.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+        let good = std::fs::read_to_string(src.join("changes.jsonl")).unwrap();
+        let n = good.lines().count();
+        assert!(n >= 2, "the trace has change events");
+        // A change of a kind the contract does not know, between the second and third lines.
+        let mut lines: Vec<&str> = good.lines().collect();
+        let bogus =
+            r#"{"ts":"2026-02-12T21:00:00Z","kind":"bogus","service":"x","clusters":["*"]}"#;
+        lines.insert(2, bogus);
+        std::fs::write(dir.join("changes.jsonl"), lines.join("\n") + "\n").unwrap();
+
+        let json = |r: &ReplayResult| -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+            (
+                r.events
+                    .iter()
+                    .map(|e| serde_json::to_value(e).unwrap())
+                    .collect(),
+                r.incidents
+                    .iter()
+                    .map(|i| serde_json::to_value(i).unwrap())
+                    .collect(),
+            )
+        };
+        let want = replay(&src, DetectorConfig::default(), 1024, |_, _| {}).unwrap();
+        let got = replay(&dir, DetectorConfig::default(), 1024, |_, _| {}).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(want.rejected_changes.is_empty());
+        assert_eq!(got.changes, n, "every good change event read");
+        assert_eq!(got.rejected_changes.len(), 1, "{:?}", got.rejected_changes);
+        let msg = &got.rejected_changes[0];
+        assert!(
+            msg.contains("changes.jsonl:3") && msg.contains("bogus"),
+            "{msg}"
+        );
+        assert!(
+            !want.incidents.is_empty(),
+            "the trace has incidents with changes"
+        );
+        assert_eq!(json(&got), json(&want), "the same alerts and incidents");
     }
 }

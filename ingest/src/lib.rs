@@ -35,6 +35,6 @@ pub mod trace;
 pub use format::{Accepted, Format, FormatKind, MessageDecoder, MessageDecoderOptions};
 pub use json::{DecoderOptions, JsonDecoder, RejectReason, Rejection, Sample};
 pub use trace::{
-    list_traces, read_changes, read_labels, ChangeEvent, ChangeKind, Labels, SampleLines, TraceDir,
-    TraceError, Window,
+    list_traces, read_changes, read_changes_skipping_bad, read_labels, ChangeEvent, ChangeKind,
+    Labels, SampleLines, TraceDir, TraceError, Window,
 };

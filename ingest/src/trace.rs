@@ -83,6 +83,14 @@ pub enum TraceError {
     InvalidLabels { path: PathBuf, detail: String },
 }
 
+/// An error's message followed by its cause's, if any.
+pub fn with_cause(e: &TraceError) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TraceError + '_ {
     move |source| TraceError::Io {
         path: path.to_owned(),
@@ -327,8 +335,29 @@ impl From<ChangeEvent> for detector::incident::Change {
 ///
 /// A missing file means no changes. Blank lines are skipped; any other line that is not a
 /// valid change event fails the read, naming the line. Events are returned sorted by `ts`
-/// (stable, so equal times keep file order).
+/// (stable, so equal times keep file order). [`read_changes_skipping_bad`] keeps going
+/// instead.
 pub fn read_changes(path: impl AsRef<Path>) -> Result<Vec<ChangeEvent>, TraceError> {
+    let read = read_changes_skipping_bad(path)?;
+    match read.rejected.into_iter().next() {
+        Some(bad) => Err(bad),
+        None => Ok(read.events),
+    }
+}
+
+/// Change events read from a file, and the lines that were not change events.
+#[derive(Debug, Default)]
+pub struct ChangesRead {
+    /// Sorted by `ts` (stable).
+    pub events: Vec<ChangeEvent>,
+    /// One [`TraceError::BadChange`] per line that is not a valid change event, in file order.
+    pub rejected: Vec<TraceError>,
+}
+
+/// [`read_changes`], skipping the lines that are not valid change events (each is returned as
+/// a [`TraceError::BadChange`] naming its line) so that one bad event loses nothing else, as a
+/// bad sample does not. Fails only when the file cannot be read.
+pub fn read_changes_skipping_bad(path: impl AsRef<Path>) -> Result<ChangesRead, TraceError> {
     let path = path.as_ref();
     let path = if path.is_dir() {
         path.join(CHANGES_FILE)
@@ -337,10 +366,11 @@ pub fn read_changes(path: impl AsRef<Path>) -> Result<Vec<ChangeEvent>, TraceErr
     };
     let file = match File::open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ChangesRead::default()),
         Err(e) => return Err(io_err(&path)(e)),
     };
     let mut events = Vec::new();
+    let mut rejected = Vec::new();
     let mut reader = BufReader::new(file);
     let mut line = String::new();
     let mut n = 0u64;
@@ -353,15 +383,17 @@ pub fn read_changes(path: impl AsRef<Path>) -> Result<Vec<ChangeEvent>, TraceErr
         if line.trim().is_empty() {
             continue;
         }
-        let event = serde_json::from_str(&line).map_err(|source| TraceError::BadChange {
-            path: path.clone(),
-            line: n,
-            source,
-        })?;
-        events.push(event);
+        match serde_json::from_str(&line) {
+            Ok(event) => events.push(event),
+            Err(source) => rejected.push(TraceError::BadChange {
+                path: path.clone(),
+                line: n,
+                source,
+            }),
+        }
     }
     events.sort_by_key(|e: &ChangeEvent| e.ts);
-    Ok(events)
+    Ok(ChangesRead { events, rejected })
 }
 
 /// The expected detections of a trace (`labels.json`).
@@ -455,7 +487,12 @@ pub struct TraceDir {
     pub name: String,
     /// The samples file inside.
     pub samples: PathBuf,
+    /// The valid change events of `changes.jsonl`, sorted by `ts`.
     pub changes: Vec<ChangeEvent>,
+    /// Its lines that are not valid change events, skipped (see [`read_changes_skipping_bad`]):
+    /// each as the error's message and cause, e.g. `…/changes.jsonl:5: bad change event:
+    /// unknown variant ...`.
+    pub rejected_changes: Vec<String>,
     pub labels: Option<Labels>,
 }
 
@@ -472,11 +509,13 @@ impl TraceDir {
             .unwrap_or(path.as_os_str())
             .to_string_lossy()
             .into_owned();
+        let changes = read_changes_skipping_bad(path.join(CHANGES_FILE))?;
         Ok(Self {
             path: path.to_owned(),
             name,
             samples,
-            changes: read_changes(path.join(CHANGES_FILE))?,
+            changes: changes.events,
+            rejected_changes: changes.rejected.iter().map(with_cause).collect(),
             labels: read_labels(path.join(LABELS_FILE))?,
         })
     }
@@ -489,7 +528,9 @@ impl TraceDir {
 
 /// The traces under `dir`: every subdirectory holding a samples file or a labels file, sorted
 /// by name. Other subdirectories are skipped. A labelled directory without samples, or a trace
-/// with unreadable changes or labels, fails the listing: its detections could not be scored.
+/// with unreadable labels or an unreadable changes file, fails the listing: its detections
+/// could not be scored. (Bad lines in a changes file are skipped and kept in
+/// [`TraceDir::rejected_changes`].)
 pub fn list_traces(dir: impl AsRef<Path>) -> Result<Vec<TraceDir>, TraceError> {
     let dir = dir.as_ref();
     let mut traces = Vec::new();

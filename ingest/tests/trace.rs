@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use ingest::trace::{
-    list_traces, read_changes, read_labels, ChangeKind, SampleLines, TraceDir, TraceError,
+    list_traces, read_changes, read_changes_skipping_bad, read_labels, ChangeKind, SampleLines,
+    TraceDir, TraceError,
 };
 
 /// A fresh, empty directory under cargo's per-target temp dir.
@@ -198,6 +199,15 @@ fn changes_parse_sort_and_report_bad_lines() {
         assert!(msg.contains("changes.jsonl:5"), "{msg}");
         let full = format!("{msg}: {}", std::error::Error::source(&err).unwrap());
         assert!(full.contains(what), "{full}");
+        // Skipping it instead keeps every good event and names the bad line.
+        let read = read_changes_skipping_bad(&path).unwrap();
+        assert_eq!(read.events, events, "{what}");
+        assert_eq!(read.rejected.len(), 1);
+        assert!(
+            matches!(read.rejected[0], TraceError::BadChange { line: 5, .. }),
+            "{}",
+            read.rejected[0]
+        );
     }
 }
 

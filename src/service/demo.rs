@@ -74,6 +74,9 @@ impl DemoSource {
             "no incident traces to play in {}",
             settings.traces.display()
         );
+        for bad in traces.iter().flat_map(|t| &t.rejected_changes) {
+            eprintln!("spikewatch: demo: skipped {bad}");
+        }
         Ok(Self {
             settings,
             traces,
