@@ -1712,6 +1712,12 @@ fn dashboards_show_what_the_issue_asks_for() {
             "spikewatch_series_dropped",
             None,
         ),
+        (
+            "spikewatch-health",
+            "Alertmanager pushes per Alertmanager",
+            "spikewatch_alertmanager_sends_total",
+            Some("alertmanager"),
+        ),
     ];
     for (uid, what, metric, by) in cases {
         let d = by_uid

@@ -105,6 +105,19 @@ pub fn alerts_endpoint(base: &reqwest::Url) -> reqwest::Url {
     url
 }
 
+/// How an Alertmanager is named in `spikewatch_alertmanager_sends_total{alertmanager}` and in
+/// the log: its configured URL without credentials, query, fragment or trailing `/`
+/// (`http://am:9093`, `http://am:9093/am`). One value per configured URL, so the label stays
+/// as small as the configuration.
+pub fn target_label(base: &reqwest::Url) -> String {
+    let mut url = base.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.as_str().trim_end_matches('/').to_string()
+}
+
 #[derive(Debug)]
 struct Tracked {
     event: AlertEvent,
@@ -128,6 +141,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Pusher {
     pub fn new(settings: AlertmanagerSettings, public_url: String, metrics: Metrics) -> Self {
+        // Every Alertmanager's outcomes exist from the start, so rates read 0 rather than
+        // nothing.
+        for base in &settings.urls {
+            let target = target_label(base);
+            for outcome in ["ok", "error"] {
+                metrics
+                    .alertmanager_sends
+                    .with_label_values(&[target.as_str(), outcome]);
+            }
+        }
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .build()
@@ -191,20 +214,21 @@ impl Pusher {
         let mut all_ok = true;
         for base in &self.settings.urls {
             let url = alerts_endpoint(base);
+            let target = target_label(base);
             let ok = match self.client.post(url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => true,
                 Ok(r) => {
-                    eprintln!("alertmanager {base}: {}", r.status());
+                    eprintln!("alertmanager {target}: {}", r.status());
                     false
                 }
                 Err(e) => {
-                    eprintln!("alertmanager {base}: {e}");
+                    eprintln!("alertmanager {target}: {}", e.without_url());
                     false
                 }
             };
             self.metrics
                 .alertmanager_sends
-                .with_label_values(&[if ok { "ok" } else { "error" }])
+                .with_label_values(&[target.as_str(), if ok { "ok" } else { "error" }])
                 .inc();
             all_ok &= ok;
         }
@@ -430,6 +454,79 @@ mod tests {
         assert_eq!(seen[0].0, "POST /am/api/v2/alerts HTTP/1.1");
         let body: serde_json::Value = serde_json::from_str(&seen[0].1).unwrap();
         assert_eq!(body[0]["labels"]["spikewatch_id"], "a-0123456789abcdef");
+    }
+
+    #[test]
+    fn an_alertmanager_is_named_by_its_url_without_secrets() {
+        let cases = [
+            ("http://am:9093", "http://am:9093"),
+            ("http://am:9093/", "http://am:9093"),
+            ("http://am:9093/am", "http://am:9093/am"),
+            ("http://am:9093/am/", "http://am:9093/am"),
+            (
+                "https://ops:s3cret@am.example.com/am?token=t0k#x",
+                "https://am.example.com/am",
+            ),
+        ];
+        for (configured, want) in cases {
+            let base = reqwest::Url::parse(configured).unwrap();
+            assert_eq!(target_label(&base), want, "configured {configured}");
+        }
+    }
+
+    /// One Alertmanager of an HA pair down: its sends count as errors under its own name, the
+    /// other's as ok under its name, so the failing member can be told apart.
+    #[tokio::test]
+    async fn sends_are_counted_per_alertmanager() {
+        let (up, up_seen) = fake_alertmanager(200);
+        let (down, down_seen) = fake_alertmanager(503);
+        let metrics = Metrics::new(10);
+        let mut p = Pusher::new(
+            AlertmanagerSettings {
+                urls: vec![
+                    reqwest::Url::parse(&format!("http://{up}/")).unwrap(),
+                    reqwest::Url::parse(&format!("http://{down}/am")).unwrap(),
+                ],
+                resend_interval: Duration::from_secs(60),
+                resolved_retention: Duration::from_secs(900),
+                timeout: Duration::from_secs(5),
+            },
+            "http://sw".into(),
+            metrics.clone(),
+        );
+        let (text, _) = metrics.render(&Hub::new(10));
+        let line = |target: &str, outcome: &str, n: u32| {
+            format!(
+                "spikewatch_alertmanager_sends_total{{alertmanager=\"{target}\",outcome=\"{outcome}\"}} {n}"
+            )
+        };
+        let (a, b) = (format!("http://{up}"), format!("http://{down}/am"));
+        for want in [
+            line(&a, "ok", 0),
+            line(&a, "error", 0),
+            line(&b, "ok", 0),
+            line(&b, "error", 0),
+        ] {
+            assert!(
+                text.contains(&want),
+                "missing `{want}` before any send in\n{text}"
+            );
+        }
+
+        p.track(&event(AlertState::Firing), Utc::now());
+        assert!(!p.send().await, "a failed Alertmanager fails the send");
+        assert!(!p.send().await, "and the retry");
+        assert_eq!(up_seen.lock().unwrap().len(), 2);
+        assert_eq!(down_seen.lock().unwrap().len(), 2);
+        let (text, _) = metrics.render(&Hub::new(10));
+        for want in [
+            line(&a, "ok", 2),
+            line(&a, "error", 0),
+            line(&b, "ok", 0),
+            line(&b, "error", 2),
+        ] {
+            assert!(text.contains(&want), "missing `{want}` in\n{text}");
+        }
     }
 
     fn pusher(retention_s: u64) -> Pusher {

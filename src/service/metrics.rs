@@ -104,8 +104,8 @@ impl Metrics {
             ),
             alertmanager_sends: counter_vec(
                 "spikewatch_alertmanager_sends_total",
-                "POSTs to Alertmanager, by outcome.",
-                &["outcome"],
+                "POSTs to Alertmanager, by Alertmanager (its configured URL) and outcome.",
+                &["alertmanager", "outcome"],
             ),
             dead_letters: counter_vec(
                 "spikewatch_dead_letters_total",
@@ -145,8 +145,8 @@ impl Metrics {
         for reason in SKIP_REASONS {
             m.skipped.with_label_values(&[reason]);
         }
+        // (The Alertmanager pusher does the same for each Alertmanager it is given.)
         for outcome in ["ok", "error"] {
-            m.alertmanager_sends.with_label_values(&[outcome]);
             m.checkpoints.with_label_values(&[outcome]);
         }
         // Likewise every kind: a burst of alerts in the first scrape would otherwise never show
