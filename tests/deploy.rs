@@ -370,7 +370,12 @@ fn compose_replayer_feeds_the_topics_spikewatch_reads() {
     );
     // The one-shot init creates every topic spikewatch reads or writes.
     let script = read("deploy/kafka/create-topics.sh");
-    for key in ["metrics_topic", "changes_topic", "dead_letter_topic"] {
+    for key in [
+        "metrics_topic",
+        "changes_topic",
+        "dead_letter_topic",
+        "alerts_topic",
+    ] {
         let topic = spikewatch_toml(key);
         assert!(
             script.contains(&format!("create {topic} ")),

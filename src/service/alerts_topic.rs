@@ -157,6 +157,13 @@ mod tests {
         publisher.join().unwrap();
         let n = events.len() as u64;
         assert_eq!(hub.read().counters.alerts_published, Some((n, 0)));
+        let (text, _) = crate::service::metrics::Metrics::new(10).render(&hub);
+        for line in [
+            format!("spikewatch_alerts_published_total{{outcome=\"delivered\"}} {n}"),
+            "spikewatch_alerts_published_total{outcome=\"failed\"} 0".to_owned(),
+        ] {
+            assert!(text.contains(&line), "no `{line}` in /metrics:\n{text}");
+        }
 
         let reader = KafkaSettings {
             brokers: k.brokers.clone(),

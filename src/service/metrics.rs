@@ -421,6 +421,18 @@ impl Metrics {
                 vec![(Vec::new(), (wall_ms() - at).max(0) as f64 / 1000.0)],
             ));
         }
+        if let Some((delivered, failed)) = c.alerts_published {
+            #[allow(clippy::cast_precision_loss)]
+            out.push(counter_family(
+                "spikewatch_alerts_published_total",
+                "Alert transitions written to the alerts topic: delivered, or failed (not \
+                 delivered after librdkafka's retries, or dropped for want of room).",
+                vec![
+                    (labels(&[("outcome", "delivered")]), delivered as f64),
+                    (labels(&[("outcome", "failed")]), failed as f64),
+                ],
+            ));
+        }
         out.push(gauge_family(
             "spikewatch_source_up",
             "1 while the source is connected and delivering.",
