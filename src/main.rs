@@ -267,6 +267,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                     };
                     println!("  source        {source}");
+                    if let SourceSettings::Kafka(k) = &s.source {
+                        let topic = service::alerts_topic::topic_of(k).unwrap_or("off");
+                        println!("  alerts topic  {topic}");
+                    }
                     let am = s.alertmanager.as_ref().map_or_else(
                         || "off".to_string(),
                         |a| {

@@ -223,3 +223,34 @@ fn produce_refuses_live_play_with_speed_or_max_naming_the_flags() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--live-from <SECONDS>"), "{help}");
 }
+
+#[test]
+fn check_config_names_the_alerts_topic_of_a_kafka_source() {
+    let dir = std::env::temp_dir().join(format!("spikewatch-check-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (extra, want) in [
+        ("", "spikewatch.alerts"),
+        ("alerts_topic = \"ops.alerts\"\n", "ops.alerts"),
+        ("alerts_topic = \"\"\n", "off"),
+    ] {
+        let file = dir.join("spikewatch.toml");
+        std::fs::write(
+            &file,
+            format!("[source.kafka]\nbrokers = \"127.0.0.1:9092\"\n{extra}"),
+        )
+        .unwrap();
+        let out = bin().arg("check-config").arg(&file).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{extra:?}: {stdout}");
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("alerts topic"))
+            .unwrap_or_else(|| panic!("{extra:?}: no alerts topic line in {stdout}"));
+        assert_eq!(
+            line.split_whitespace().last(),
+            Some(want),
+            "{extra:?}: {line}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
