@@ -1016,9 +1016,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn arguments_are_checked() {
-        let base = ProduceArgs {
+    /// Valid arguments of a paced JSON run, for the checks to vary.
+    fn args() -> ProduceArgs {
+        ProduceArgs {
             trace: "t".into(),
             brokers: "k:9092".into(),
             topic: "m".into(),
@@ -1030,7 +1030,12 @@ mod tests {
             repeat: false,
             arrow_rows: 10,
             librdkafka: vec!["linger.ms=20".into()],
-        };
+        }
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        let base = args();
         let ok = base.clone().check().unwrap();
         assert_eq!(ok.pace, Pace::Speed(1.0));
         assert_eq!(ok.changes_topic, None, "an empty changes topic sends none");
@@ -1078,17 +1083,9 @@ mod tests {
     #[test]
     fn live_play_is_refused_with_speed_or_max_naming_both_flags() {
         let base = ProduceArgs {
-            trace: "t".into(),
-            brokers: "k:9092".into(),
-            topic: "m".into(),
-            changes_topic: String::new(),
-            speed: None,
-            max: false,
             live_from: Some(3420),
-            format: WireFormat::Json,
             repeat: true,
-            arrow_rows: 10,
-            librdkafka: Vec::new(),
+            ..args()
         };
         assert_eq!(
             base.clone().check().unwrap().pace,
