@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use detector::AlertEvent;
@@ -55,17 +55,23 @@ pub fn spawn(
         .name("alerts-topic".into())
         .spawn(move || {
             let mut unqueued = 0;
+            // The counters go to the hub (for /metrics) when the queue runs dry and at least
+            // every `POLL` in a long burst, not once per transition.
             let report = |unqueued: u64| {
                 let (failed, _) = producer.failed();
                 let published = (producer.delivered(), failed + unqueued + hub.tap_dropped());
                 hub.update_counters(|c| c.alerts_published = Some(published));
+                Instant::now()
             };
-            report(0);
+            let mut reported = report(0);
             loop {
                 match events.recv_timeout(POLL) {
                     Ok(e) => {
                         if !publish(&producer, &topic, &e) {
                             unqueued += 1;
+                        }
+                        if reported.elapsed() < POLL {
+                            continue;
                         }
                     }
                     Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {}
@@ -78,7 +84,7 @@ pub fn spawn(
                         return;
                     }
                 }
-                report(unqueued);
+                reported = report(unqueued);
             }
         })
         .context("starting the alerts topic thread")
@@ -103,7 +109,6 @@ fn publish(producer: &KafkaProducer, topic: &str, e: &AlertEvent) -> bool {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::Instant;
 
     use detector::DetectorConfig;
     use ingest::kafka::{KafkaSettings, KafkaSource, MockBroker, TopicSettings};
