@@ -93,6 +93,15 @@ pub struct SuccessDropConfig {
     /// has shifted: the samples after that teach its variance nothing (a shift is not noise,
     /// and learning it would hide a later loss).
     pub shifted_after_s: f64,
+    /// A paged drop that has held this long (seconds in a row further than half of `min_drop`
+    /// below the level while still delivering at least `settled_min_ratio` of it) has
+    /// settled: the level moves to where the series now is and the alert resolves, as for a
+    /// recovery. (A steep evening fall, or traffic shed for good, is the new normal after an
+    /// hour; a near-total loss, and the climb out of one, stay paged until traffic is back.)
+    pub settled_after_s: f64,
+    /// See `settled_after_s`: the share of its level a series must still deliver for its drop
+    /// to settle.
+    pub settled_min_ratio: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,6 +224,8 @@ impl Default for SuccessDropConfig {
             confirm_samples: 2,
             conserved_tolerance: 0.15,
             shifted_after_s: 60.0,
+            settled_after_s: 3600.0,
+            settled_min_ratio: 0.1,
         }
     }
 }
@@ -412,6 +423,18 @@ impl DetectorConfig {
             s.shifted_after_s,
             s.shifted_after_s > 0.0,
             "must be > 0",
+        )?;
+        check(
+            "success_drop.settled_after_s",
+            s.settled_after_s,
+            s.settled_after_s > 0.0,
+            "must be > 0",
+        )?;
+        check(
+            "success_drop.settled_min_ratio",
+            s.settled_min_ratio,
+            s.settled_min_ratio > 0.0 && s.settled_min_ratio < 1.0,
+            "must be in (0, 1)",
         )?;
         let l = &c.latency;
         check(

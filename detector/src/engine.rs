@@ -2110,6 +2110,7 @@ fn run_kernels(
             w: &mut sc.s_w[r.clone()],
             var: &mut sc.s_var[r.clone()],
             off: &mut sc.s_off[r.clone()],
+            hold: &mut sc.s_hold[r.clone()],
             low: &mut sc.s_low[r.clone()],
             run_s: &mut sc.s_run[r.clone()],
             run_mu: &mut sc.s_runmu[r.clone()],

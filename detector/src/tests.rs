@@ -2274,3 +2274,57 @@ fn flap_history_is_forgotten_once_it_can_no_longer_matter() {
     );
     assert_eq!(d.flap_history_len(), 0, "history forgotten once stale");
 }
+
+#[test]
+fn a_drop_that_holds_for_an_hour_resolves_and_a_near_total_loss_stays_paged() {
+    // One of four busy services (so nothing is conserved) loses part of its traffic at ONSET and stays
+    // there: to 50% or 30% (an evening fall steeper than the level follows, or traffic shed
+    // for good), or to 2% (the cluster all but dark). Each pages at once. Before, none ever
+    // resolved: the level does not learn while paged. Now a partial drop that has held for an
+    // hour after its page has settled and resolves, and the level is where the series now is,
+    // so losing the rest an hour later pages again. The near-total loss stays paged.
+    let (hour, end) = (360, ONSET + 3 * 360);
+    for (share, settles) in [(0.5, true), (0.3, true), (0.02, false)] {
+        let rest_lost = ONSET + 2 * hour;
+        let rows = simulate(4, end, 31, |s, t| Shape {
+            req: match (s, t) {
+                (0, t) if settles && t >= rest_lost => 0.0,
+                (0, t) if t >= ONSET => 1000.0 * share,
+                _ => 1000.0,
+            },
+            ..Shape::default()
+        });
+        let events = run(&keys(4, 4), &rows);
+        let case = format!("down to {share}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.kind == AlertKind::SuccessDrop && e.service == "svc0"),
+            "{case}: {events:?}"
+        );
+        let fired: Vec<i64> = firing(&events)
+            .iter()
+            .map(|e| tick_of(e.detected_at))
+            .collect();
+        let resolved: Vec<i64> = events
+            .iter()
+            .filter_map(|e| e.resolved_at.map(tick_of))
+            .collect();
+        assert!((ONSET..ONSET + 3).contains(&fired[0]), "{case}: {fired:?}");
+        if settles {
+            assert_eq!(fired.len(), 2, "{case}: {fired:?}");
+            assert!(
+                resolved[0] >= fired[0] + hour && resolved[0] <= fired[0] + hour + 30,
+                "{case}: paged at {}, resolved at {resolved:?}",
+                fired[0]
+            );
+            assert!(
+                (rest_lost..rest_lost + 3).contains(&fired[1]),
+                "{case}: {fired:?}"
+            );
+        } else {
+            assert_eq!(fired.len(), 1, "{case}: {fired:?}");
+            assert!(resolved.is_empty(), "{case}: resolved at {resolved:?}");
+        }
+    }
+}

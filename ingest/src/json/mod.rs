@@ -319,11 +319,16 @@ fn parse(text: &str) -> Result<RawSample<'_>, Rejection> {
         },
         Err(e) => {
             // serde_json refuses numbers beyond f64 (1e999) rather than making them infinite.
+            // (The Parquet reader writes NaN and infinities that way too, JSON having no
+            // spelling for them: hence the wording.)
             let overflow = e.to_string().starts_with("number out of range");
             Err(match ctx.reading {
                 Some(f) if overflow => Rejection::new(
                     R::NotFinite,
-                    format!("{} overflows to infinity ({e})", f.name()),
+                    format!(
+                        "{} is not a finite number (NaN, or beyond a double's range: {e})",
+                        f.name()
+                    ),
                 ),
                 _ => Rejection::new(R::MalformedJson, e.to_string()),
             })
