@@ -290,7 +290,6 @@ pub struct SuccessCols<'a> {
     pub w: &'a mut [F],
     pub var: &'a mut [F],
     pub off: &'a mut [F],
-    pub hold: &'a mut [F],
     pub low: &'a mut [F],
     pub run_s: &'a mut [F],
     pub run_mu: &'a mut [F],
@@ -307,8 +306,6 @@ pub struct SuccessCols<'a> {
 pub struct SuccessParams {
     min_drop: F,
     shifted_after: F,
-    settled_after: F,
-    settled_min: F,
     min_z2: F,
     confirm: F,
 }
@@ -318,8 +315,6 @@ impl SuccessParams {
         Self {
             min_drop: to_f(cfg.min_drop),
             shifted_after: to_f(cfg.shifted_after_s),
-            settled_after: to_f(cfg.settled_after_s),
-            settled_min: to_f(cfg.settled_min_ratio),
             min_z2: to_f(cfg.min_z * cfg.min_z),
             confirm: to_f(f64::from(cfg.confirm_samples)),
         }
@@ -370,7 +365,6 @@ pub fn success(
         s.w,
         s.var,
         s.off,
-        s.hold,
         s.low,
         s.run_s,
         s.run_mu,
@@ -399,7 +393,6 @@ fn success_rows(
     w: &mut [F],
     var: &mut [F],
     off: &mut [F],
-    hold: &mut [F],
     low: &mut [F],
     run_s: &mut [F],
     run_mu: &mut [F],
@@ -415,12 +408,11 @@ fn success_rows(
 ) {
     let len = req.len();
     let (err, dt, alpha, fast_a) = (&err[..len], &dt[..len], &alpha[..len], &fast_a[..len]);
-    let (sum, w, var, off, hold, low) = (
+    let (sum, w, var, off, low) = (
         &mut sum[..len],
         &mut w[..len],
         &mut var[..len],
         &mut off[..len],
-        &mut hold[..len],
         &mut low[..len],
     );
     let (run_s, run_mu, fs, fmu) = (
@@ -441,7 +433,7 @@ fn success_rows(
     for i in 0..len {
         // Each column read once and written once (see `ratio_rows`).
         let (dti, low0, clear0, var0, fir) = (dt[i], low[i], clear[i], var[i], firing[i]);
-        let (off0, hold0) = (off[i], hold[i]);
+        let off0 = off[i];
         let (sum0, w0, rs0, rm0) = (sum[i], w[i], run_s[i], run_mu[i]);
         let (fs0, fmu0, af, alpha_i) = (fs[i], fmu[i], fast_a[i], alpha[i]);
         let succ = (req[i] - err[i]).max(0.0);
@@ -464,20 +456,9 @@ fn success_rows(
         run_mu[i] = rm;
         let fs1 = fs0 + af * (succ - fs0);
         let fmu1 = fmu0 + af * (mu - fmu0);
-        let back = rel > -margin;
-        // A paged drop that has held for `settled_after` (paged all that time, further than
-        // half the drop below the level, and its fast EWMA at least `settled_min` of the level:
-        // not a near-total loss, nor the climb out of one) has settled: the level moves to the
-        // fast EWMA's (the level times the fast ratio of successes to expected), the fast
-        // expected count with it, and from the next sample on the series is back, so the alert
-        // resolves as for a recovery. (Counted from the page, not from the slide into it: a
-        // loss that took an hour to build is still paged for an hour.)
-        let fast_ratio = if fmu1 > 0.0 { fs1 / fmu1 } else { 1.0 };
-        let in_band = fir > 0.0 && !back && fast_ratio >= k.settled_min;
-        let settle = in_band && hold0 >= k.settled_after;
-        hold[i] = (hold0 + dti) * if in_band && !settle { 1.0 } else { 0.0 };
         fs[i] = fs1;
-        fmu[i] = if settle { fs1 } else { fmu1 };
+        fmu[i] = fmu1;
+        let back = rel > -margin;
         let precise = mu >= precise_mu;
         let recovered = if precise {
             back
@@ -502,12 +483,8 @@ fn success_rows(
         // down).
         let ceiling = (lvl * 1.2).max(lvl + 3.0 * mu.max(0.0).sqrt() / dti);
         let learn_rate = if has_level { rate.min(ceiling) } else { rate };
+        sum[i] = sum0 * (1.0 - a) + if quiet { learn_rate } else { 0.0 };
         let w1 = w0 * (1.0 - a) + if quiet { 1.0 } else { 0.0 };
-        sum[i] = if settle {
-            lvl * fast_ratio * w1
-        } else {
-            sum0 * (1.0 - a) + if quiet { learn_rate } else { 0.0 }
-        };
         w[i] = w1;
         // The relative variance beyond Poisson's learns from every sample while not firing:
         // learning only from samples near the level would leave out the very dips that make a

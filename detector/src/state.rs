@@ -87,10 +87,9 @@ soa! {
         // success_drop: level sum and weight, relative variance beyond Poisson's, consecutive
         // low samples and the successes and expected successes of their run, fast EWMAs of
         // both (for recovery), last rate and level, firing flag, clear time, run start,
-        // seconds in a row further than half the drop below the level, and of those the
-        // seconds in a row paged and not a near-total loss (for a drop to settle).
+        // seconds in a row further than half the drop below the level.
         s_sum: F, s_w: F, s_var: F, s_off: F, s_low: F, s_run: F, s_runmu: F, s_fs: F, s_fmu: F,
-        s_rate: F, s_lvl: F, s_firing: F, s_clear: F, s_runstart: f64, s_hold: F,
+        s_rate: F, s_lvl: F, s_firing: F, s_clear: F, s_runstart: f64,
         // latency_spike: log-p99 mean and variance, samples learned, CUSUM, last p99,
         // firing flag, clear time, run start, z-score of the last sample for the single-sample
         // rule; the p50's own channel: log-p50 mean, volume-scaled variance, samples learned,
