@@ -160,6 +160,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     eprintln!("  metrics     {base}/metrics");
     eprintln!("  API docs    {base}/api/v1/openapi.json");
 
+    // Before the pipeline starts, so that the topic misses none of its transitions.
+    let alerts_topic = match &settings.source {
+        SourceSettings::Kafka(k) => match alerts_topic::topic_of(k) {
+            Some(topic) => {
+                eprintln!("spikewatch: publishing alert transitions to topic {topic}");
+                let done = Arc::new(AtomicBool::new(false));
+                Some((alerts_topic::spawn(k, topic, &hub, done.clone())?, done))
+            }
+            None => None,
+        },
+        SourceSettings::Demo(_) => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let handle = worker::spawn(worker, source, stop.clone()).context("starting the pipeline")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -186,17 +198,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         })
     };
 
-    let alerts_topic = match &settings.source {
-        SourceSettings::Kafka(k) => match alerts_topic::topic_of(k) {
-            Some(topic) => {
-                eprintln!("spikewatch: publishing alert transitions to topic {topic}");
-                let done = Arc::new(AtomicBool::new(false));
-                Some((alerts_topic::spawn(k, topic, &hub, done.clone())?, done))
-            }
-            None => None,
-        },
-        SourceSettings::Demo(_) => None,
-    };
     if let Some(am) = settings.alertmanager.clone() {
         let urls: Vec<String> = am.urls.iter().map(ToString::to_string).collect();
         eprintln!("spikewatch: pushing alerts to {}", urls.join(", "));
