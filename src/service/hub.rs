@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use detector::{AlertEvent, AlertState, SeriesView};
@@ -183,7 +183,7 @@ struct Inner {
     /// Every new transition, for one reader that must see them all (the alerts topic). The
     /// broadcast above drops what a slow subscriber has not read; this queue instead counts
     /// what did not fit in `tap_dropped`, and the pipeline never waits on it.
-    tap: OnceLock<Mutex<SyncSender<AlertEvent>>>,
+    tap: OnceLock<SyncSender<AlertEvent>>,
     tap_dropped: AtomicU64,
     source_up: AtomicBool,
     /// Wall clock (ms) of the pipeline thread's last loop: readiness means it keeps turning.
@@ -235,9 +235,6 @@ impl Hub {
             events.iter().filter(|e| st.record(e)).cloned().collect()
         };
         if let Some(tap) = self.inner.tap.get() {
-            let tap = tap
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for ev in &fresh {
                 match tap.try_send(ev.clone()) {
                     Ok(()) | Err(TrySendError::Disconnected(_)) => {}
@@ -259,7 +256,7 @@ impl Hub {
     /// pipeline. `None` if the tap was taken already.
     pub fn tap(&self, capacity: usize) -> Option<Receiver<AlertEvent>> {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
-        self.inner.tap.set(Mutex::new(tx)).ok()?;
+        self.inner.tap.set(tx).ok()?;
         Some(rx)
     }
 
