@@ -274,6 +274,8 @@ impl Default for TelemetryConfig {
 pub struct Params {
     pub cfg: DetectorConfig,
     pub lateness_ms: i64,
+    /// `flap_window_s` in milliseconds (event time).
+    pub flap_window_ms: i64,
 }
 
 fn check(field: &str, v: f64, ok: bool, reason: &'static str) -> Result<(), ConfigError> {
@@ -535,8 +537,11 @@ impl DetectorConfig {
         // Whole milliseconds: the clamp above keeps this in range.
         #[allow(clippy::cast_possible_truncation)]
         let lateness_ms = (c.allowed_lateness_s * 1000.0).round() as i64;
+        #[allow(clippy::cast_possible_truncation)]
+        let flap_window_ms = (c.flap_window_s * 1000.0) as i64;
         Ok(Params {
             lateness_ms,
+            flap_window_ms,
             cfg: self,
         })
     }

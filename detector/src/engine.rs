@@ -1589,8 +1589,7 @@ impl Detector {
         // The statistics are f32: report them at that precision.
         let (value, baseline) = (readable(value), readable(baseline));
         self.set_flag(sid as usize, kind, true);
-        #[allow(clippy::cast_possible_truncation)]
-        let window = (self.p.cfg.flap_window_s * 1000.0) as i64;
+        let window = self.p.flap_window_ms;
         if let Some(f) = self.flaps.get_mut(&(sid, kind)) {
             f.count = if ts - f.resolved_at <= window {
                 f.count + 1
@@ -1638,8 +1637,7 @@ impl Detector {
     /// this one), so the map stays bounded by the alerts resolved within about two windows,
     /// and a detector restored from a snapshot prunes at the same ticks as the original.
     fn prune_flaps(&mut self, before: i64) {
-        #[allow(clippy::cast_possible_truncation)]
-        let window = (self.p.cfg.flap_window_s * 1000.0) as i64;
+        let window = self.p.flap_window_ms;
         if self.flaps.is_empty()
             || window <= 0
             || before.div_euclid(window) == self.closed_ts.div_euclid(window)
