@@ -18,8 +18,8 @@ pub struct ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct DetectorConfig {
     /// How late (event time) a sample may arrive and still be counted. Ticks close when the
-    /// watermark (newest event time seen minus this) passes them, or earlier once every series
-    /// that reported in the previous tick has reported.
+    /// watermark (newest event time seen minus this) passes them, or earlier once no series is
+    /// due at or before them any more.
     pub allowed_lateness_s: f64,
     /// While a source holds the watermark back for an input read behind the others (Kafka
     /// partitions catching up, see `Detector::set_frontier`), ticks stay open and their

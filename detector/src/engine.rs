@@ -1,7 +1,7 @@
 //! The detector: event-time tick assembly (watermark, lateness, dedup), the kernels over each
 //! closed tick, and the alert lifecycle.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,8 @@ struct Rows {
 struct Row {
     sid: u32,
     ts: i64,
+    /// The interval in milliseconds (at least 1), for when the series' next sample is due.
+    interval_ms: i64,
     dt: F,
     req: F,
     err: F,
@@ -210,13 +212,6 @@ const RUN_CHUNK: usize = 64;
 struct Tick {
     ts: i64,
     rows: Rows,
-    /// Rows from series that reported in the previous closed tick.
-    hits: usize,
-    /// The `Detector::expected_gen` that `hits` was counted against (a tick behind the front
-    /// can have been counted against an older expected set; it is recounted when it becomes
-    /// the front). Not in snapshots: a restored tick is recounted.
-    #[serde(skip)]
-    counted_gen: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,12 +275,15 @@ pub struct Detector {
     sc: SeriesState,
     /// Newest ts buffered (open tick) per series, for the cheap duplicate check.
     newest_buffered: Vec<i64>,
-    /// Reported in the previous closed tick (for early tick closing).
-    expected: Vec<bool>,
-    expected_count: usize,
-    /// Changes whenever `expected` does (see `Tick::counted_gen`); never 0, the generation of
-    /// restored ticks.
-    expected_gen: u64,
+    /// Per series: when its next sample is due, the newest it has sent plus its interval
+    /// (`NONE_TS` before its first). Only times after `closed_ts` count: a series whose due
+    /// time passed with its tick closed without it is not waited for until it reports again.
+    due: Vec<i64>,
+    /// How many series are due at each time after `closed_ts` (see `Detector::outstanding`).
+    due_count: BTreeMap<i64, usize>,
+    /// Ticks up to this time may hold series whose due time was dropped while they had newer
+    /// samples buffered (see `Detector::close`); `NONE_TS`: none.
+    resync_until: i64,
     pending: VecDeque<Tick>,
     /// Rows buffered in `pending`.
     open_rows: usize,
@@ -307,6 +305,9 @@ pub struct Detector {
     svc_lvl: Vec<f64>,
     /// Per service: EWMA of its total success rate over the clusters reporting.
     svc_base: Vec<f64>,
+    /// Per service: the ticks `svc_base` first and last learnt at (`NONE_TS`: never).
+    svc_from: Vec<i64>,
+    svc_at: Vec<i64>,
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
     /// Per series not yet warm: the event time of the first of the samples it has sent
@@ -339,7 +340,6 @@ pub struct Detector {
     ordered: Rows,
     /// Row of each series in a tick, for ordering (scratch, reused).
     order: Vec<u32>,
-    prev_sids: Vec<u32>,
     tick_events: Vec<AlertEvent>,
 }
 
@@ -359,8 +359,7 @@ pub struct DetectorSnapshot {
     services: Vec<(String, u32)>,
     st: SeriesState,
     newest_buffered: Vec<i64>,
-    expected: Vec<bool>,
-    expected_count: usize,
+    due: Vec<i64>,
     pending: Vec<Tick>,
     max_ts: i64,
     closed_ts: i64,
@@ -368,9 +367,10 @@ pub struct DetectorSnapshot {
     svc_rate: Vec<f64>,
     svc_lvl: Vec<f64>,
     svc_base: Vec<f64>,
+    svc_from: Vec<i64>,
+    svc_at: Vec<i64>,
     active: Vec<((SeriesId, AlertKind), Active)>,
     stats: DetectorStats,
-    prev_sids: Vec<u32>,
     /// Sorted by series.
     moves_counted: Vec<(SeriesId, i64)>,
     late_since: Vec<i64>,
@@ -414,9 +414,9 @@ impl Detector {
             st: SeriesState::default(),
             sc: SeriesState::default(),
             newest_buffered: Vec::new(),
-            expected: Vec::new(),
-            expected_count: 0,
-            expected_gen: 1,
+            due: Vec::new(),
+            due_count: BTreeMap::new(),
+            resync_until: NONE_TS,
             pending: VecDeque::new(),
             open_rows: 0,
             spare_rows: Vec::new(),
@@ -429,6 +429,8 @@ impl Detector {
             svc_rate: Vec::new(),
             svc_lvl: Vec::new(),
             svc_base: Vec::new(),
+            svc_from: Vec::new(),
+            svc_at: Vec::new(),
             active: HashMap::new(),
             stats: DetectorStats::default(),
             moves_counted: HashMap::new(),
@@ -443,7 +445,6 @@ impl Detector {
             late_mark: Vec::new(),
             ordered: Rows::default(),
             order: Vec::new(),
-            prev_sids: Vec::new(),
             tick_events: Vec::new(),
         })
     }
@@ -466,8 +467,7 @@ impl Detector {
             services,
             st: self.st.clone(),
             newest_buffered: self.newest_buffered.clone(),
-            expected: self.expected.clone(),
-            expected_count: self.expected_count,
+            due: self.due.clone(),
             pending: self.pending.iter().cloned().collect(),
             max_ts: self.max_ts,
             closed_ts: self.closed_ts,
@@ -475,9 +475,10 @@ impl Detector {
             svc_rate: self.svc_rate.clone(),
             svc_lvl: self.svc_lvl.clone(),
             svc_base: self.svc_base.clone(),
+            svc_from: self.svc_from.clone(),
+            svc_at: self.svc_at.clone(),
             active,
             stats: self.stats,
-            prev_sids: self.prev_sids.clone(),
             moves_counted: {
                 let mut m: Vec<_> = self.moves_counted.iter().map(|(&s, &t)| (s, t)).collect();
                 m.sort_unstable();
@@ -500,8 +501,10 @@ impl Detector {
         let consistent = snap.st.all_len(n)
             && snap.service_of.len() == n
             && snap.newest_buffered.len() == n
-            && snap.expected.len() == n
+            && snap.due.len() == n
             && snap.late_since.len() == n
+            && snap.svc_at.len() == snap.svc_base.len()
+            && snap.svc_from.len() == snap.svc_base.len()
             && snap
                 .service_of
                 .iter()
@@ -525,8 +528,13 @@ impl Detector {
         d.services = snap.services.into_iter().collect();
         d.st = snap.st;
         d.newest_buffered = snap.newest_buffered;
-        d.expected = snap.expected;
-        d.expected_count = snap.expected_count;
+        d.due = snap.due;
+        d.due_count = BTreeMap::new();
+        for &t in &d.due {
+            if t > snap.closed_ts {
+                *d.due_count.entry(t).or_default() += 1;
+            }
+        }
         d.open_rows = snap.pending.iter().map(|t| t.rows.len()).sum();
         d.pending = snap.pending.into();
         d.max_ts = snap.max_ts;
@@ -535,9 +543,10 @@ impl Detector {
         d.svc_rate = snap.svc_rate;
         d.svc_lvl = snap.svc_lvl;
         d.svc_base = snap.svc_base;
+        d.svc_from = snap.svc_from;
+        d.svc_at = snap.svc_at;
         d.active = snap.active.into_iter().collect();
         d.stats = snap.stats;
-        d.prev_sids = snap.prev_sids;
         d.moves_counted = snap.moves_counted.into_iter().collect();
         d.late_since = snap.late_since;
         d.flaps = snap.flaps.into_iter().collect();
@@ -557,7 +566,7 @@ impl Detector {
 
     /// Bytes of per-series state (the struct-of-arrays columns and bookkeeping vectors).
     pub fn state_bytes_per_series() -> usize {
-        SeriesState::BYTES + 8 /* newest_buffered */ + 1 /* expected */ + 4
+        SeriesState::BYTES + 8 /* newest_buffered */ + 8 /* due */ + 4
         /* service_of */
     }
 
@@ -636,7 +645,7 @@ impl Detector {
             self.st.p_pending[s] = F::NAN;
         }
         self.newest_buffered.resize(n, NONE_TS);
-        self.expected.resize(n, false);
+        self.due.resize(n, NONE_TS);
         self.late_since.resize(n, NONE_TS);
         self.late_mark.resize(n.div_ceil(64), 0);
         self.fleet_clock
@@ -646,6 +655,8 @@ impl Detector {
         self.svc_rate.resize(ns, 0.0);
         self.svc_lvl.resize(ns, 0.0);
         self.svc_base.resize(ns, 0.0);
+        self.svc_from.resize(ns, NONE_TS);
+        self.svc_at.resize(ns, NONE_TS);
     }
 
     /// Feeds one batch (schema: [`crate::schema::sample_schema`]). `keys[id]` is the key of series
@@ -689,7 +700,7 @@ impl Detector {
             // are converted straight into the tick a run at a time. The rest (a tick's first
             // row, late rows, possible duplicates) go one by one through `push_row`, which the
             // runs are equivalent to.
-            if let Some((pos, end)) = self.open_run(sids, tss, i) {
+            if let Some((pos, end)) = self.open_run(sids, tss, cols.interval.values(), i) {
                 self.stats.samples += (end - i) as u64;
                 self.open_rows += end - i;
                 let rows = &mut self.pending[pos].rows;
@@ -724,6 +735,8 @@ impl Detector {
         }
         self.late_mark[word] |= bit;
         self.stats.folded_late += 1;
+        let watermark = self.clock().saturating_sub(self.p.lateness_ms);
+        self.note_due(r.sid as usize, r.ts, r.interval_ms, watermark);
         self.late_ts = r.ts;
         self.late.push(r);
     }
@@ -746,13 +759,21 @@ impl Detector {
     /// open tick: same `ts` as an open tick (so neither the watermark nor the newest event time
     /// moves), not possibly a duplicate, and not completing the front tick before the run's
     /// end (its closing must happen between the rows, as `push_row` would close it). Marks the
-    /// run's rows as buffered. Returns the open tick's position in `pending` and the run's end,
-    /// or `None` when the row at `start` needs `push_row`.
-    fn open_run(&mut self, sids: &[u32], tss: &[i64], start: usize) -> Option<(usize, usize)> {
+    /// run's rows as buffered and moves their series' due times on. Returns the open tick's
+    /// position in `pending` and the run's end, or `None` when the row at `start` needs
+    /// `push_row`.
+    fn open_run(
+        &mut self,
+        sids: &[u32],
+        tss: &[i64],
+        intervals: &[u32],
+        start: usize,
+    ) -> Option<(usize, usize)> {
         let ts = tss[start];
+        let watermark = self.clock().saturating_sub(self.p.lateness_ms);
         if self.max_ts == NONE_TS
             || !self.fleet_clock.settled(ts)
-            || ts < self.clock().saturating_sub(self.p.lateness_ms)
+            || ts < watermark
             || ts <= self.closed_ts
         {
             return None;
@@ -760,51 +781,137 @@ impl Detector {
         // Open ticks are in time order, one per time: a source catching up on many partitions
         // can hold hundreds open, so they are searched, not scanned.
         let pos = self.pending.binary_search_by_key(&ts, |t| t.ts).ok()?;
-        let front = pos == 0;
-        let need = self.expected_count;
-        let mut hits = self.pending[pos].hits;
+        // The front tick closes once no series is due at or before it: count down to that.
+        let mut left = if pos == 0 && self.closed_ts != NONE_TS {
+            self.outstanding(ts)
+        } else {
+            usize::MAX
+        };
+        // Series due at `ts` that reported it (taken off `due_count[ts]` at the end), and the
+        // due times the run's rows move to, gathered while they agree.
+        let mut arrived = 0usize;
+        let mut next = DueTally::default();
         let mut end = start;
         // Whole chunks of consecutive series ids (a fleet reporting in a stable order) at once:
-        // their buffered times are one slice, and no id can repeat within the chunk.
-        while let (Some(cs), Some(ct)) = (
+        // their buffered times and due times are slices, and no id can repeat within the chunk.
+        // Taken only when every row of the chunk was due at `ts` and has the same interval.
+        while let (Some(cs), Some(ct), Some(ci)) = (
             sids.get(end..end + RUN_CHUNK),
             tss.get(end..end + RUN_CHUNK),
+            intervals.get(end..end + RUN_CHUNK),
         ) {
             let first = cs[0] as usize;
-            let Some(nb) = self.newest_buffered.get_mut(first..first + RUN_CHUNK) else {
+            let (Some(nb), Some(due)) = (
+                self.newest_buffered.get(first..first + RUN_CHUNK),
+                self.due.get(first..first + RUN_CHUNK),
+            ) else {
                 break;
             };
-            if !consecutive_from(cs, first)
-                || !ct.iter().fold(true, |ok, &t| ok & (t == ts))
-                || nb.iter().fold(i64::MIN, |m, &b| m.max(b)) >= ts
-            {
-                break;
-            }
-            let chunk_hits = self.expected[first..first + RUN_CHUNK]
+            // One pass over the chunk: every row at `ts`, with the first row's interval, due at
+            // `ts` and not buffered there already.
+            let iv0 = ci[0];
+            let fits = ct
                 .iter()
-                .map(|&e| usize::from(e))
-                .sum::<usize>();
-            if front && need > 0 && hits + chunk_hits >= need {
-                break; // the front tick completes within the chunk: row by row below
+                .zip(ci)
+                .zip(due.iter().zip(nb))
+                .fold(true, |ok, ((&t, &v), (&d, &b))| {
+                    ok & (t == ts) & (v == iv0) & (d == ts) & (b < ts)
+                });
+            if !fits || left <= RUN_CHUNK || !consecutive_from(cs, first) {
+                break; // row by row below (the front tick may complete within the chunk)
             }
-            nb.fill(ts);
-            hits += chunk_hits;
+            let to = ts + i64::from(iv0.max(1));
+            self.newest_buffered[first..first + RUN_CHUNK].fill(ts);
+            self.due[first..first + RUN_CHUNK].fill(to);
+            next.add(to, RUN_CHUNK, &mut self.due_count);
+            arrived += RUN_CHUNK;
+            left -= RUN_CHUNK;
             end += RUN_CHUNK;
         }
-        for (&s, &t) in sids[end..].iter().zip(&tss[end..]) {
+        for ((&s, &t), &iv) in sids[end..].iter().zip(&tss[end..]).zip(&intervals[end..]) {
             let s = s as usize;
             if t != ts || self.newest_buffered[s] >= ts {
                 break;
             }
             self.newest_buffered[s] = ts;
-            hits += usize::from(self.expected[s]);
             end += 1;
-            if front && need > 0 && hits >= need {
-                break;
+            // As `note_due`, for a series with nothing buffered after `ts`.
+            let old = self.due[s];
+            let counted = old > self.closed_ts;
+            if old > ts || (counted && old < ts && old >= watermark) {
+                continue; // due later, or still due at `old`
+            }
+            let to = ts + i64::from(iv.max(1));
+            self.due[s] = to;
+            next.add(to, 1, &mut self.due_count);
+            if counted {
+                if old == ts {
+                    arrived += 1;
+                } else {
+                    take_due(&mut self.due_count, old);
+                }
+                left = left.saturating_sub(1);
+                if left == 0 {
+                    break;
+                }
             }
         }
-        self.pending[pos].hits = hits;
+        next.flush(&mut self.due_count);
+        if arrived > 0 {
+            take_due_n(&mut self.due_count, ts, arrived);
+        }
         (end > start).then_some((pos, end))
+    }
+
+    /// Series due at or before `ts` that have not reported since (the front tick waits for
+    /// them, up to the watermark).
+    fn outstanding(&self, ts: i64) -> usize {
+        self.due_count.range(..=ts).map(|(_, &c)| c).sum()
+    }
+
+    /// Moves series `s`'s due time on for its sample at `ts` (`interval_ms` apart from the
+    /// next), just taken (buffered, or queued as late):
+    /// - the sample it was due to send: due next at the first time after it that it has not
+    ///   sent already (its own samples may come out of order);
+    /// - a newer one while the one due is still counted: it stays due then. The due sample
+    ///   may still come (a stalled collector flushes its backlog shuffled), so its tick waits,
+    ///   up to the watermark, as it would for a series that has sent nothing. Unless that time
+    ///   is already behind the watermark, where the sample would be refused as too late (a
+    ///   fleet back after an idle spell the watermark moved through): then it moves on;
+    /// - one older than the due time: nothing changes.
+    ///
+    /// A series whose due time is no longer counted (its first sample, or back after its tick
+    /// closed without it) is due again at the sample's time plus its interval.
+    fn note_due(&mut self, s: usize, ts: i64, interval_ms: i64, watermark: i64) {
+        let old = self.due[s];
+        if old > ts {
+            return;
+        }
+        let counted = old > self.closed_ts;
+        if counted {
+            if old < ts && old >= watermark {
+                return;
+            }
+            take_due(&mut self.due_count, old);
+        }
+        let mut to = ts + interval_ms;
+        while self.newest_buffered[s] >= to && self.in_open_tick_late(s, to) {
+            to += interval_ms;
+        }
+        self.due[s] = to;
+        if to > self.closed_ts {
+            *self.due_count.entry(to).or_default() += 1;
+        }
+    }
+
+    /// Whether series `s` has a sample at `ts` in an open tick, looked for from the tick's
+    /// newest rows back (it is wanted for samples that came out of order, so lately).
+    fn in_open_tick_late(&self, s: usize, ts: i64) -> bool {
+        #[allow(clippy::cast_possible_truncation)]
+        let sid = s as u32;
+        self.pending
+            .binary_search_by_key(&ts, |t| t.ts)
+            .is_ok_and(|p| self.pending[p].rows.sid.iter().rev().any(|&x| x == sid))
     }
 
     /// Closes every open tick (end of a replay, or shutdown).
@@ -867,24 +974,14 @@ impl Detector {
             Ok(p) => p,
             Err(at) => {
                 let rows = self.spare_rows.pop().unwrap_or_default();
-                self.pending.insert(
-                    at,
-                    Tick {
-                        ts: r.ts,
-                        rows,
-                        hits: 0,
-                        counted_gen: self.expected_gen,
-                    },
-                );
+                self.pending.insert(at, Tick { ts: r.ts, rows });
                 at
             }
         };
         let tick = &mut self.pending[pos];
         tick.rows.push(r);
         self.open_rows += 1;
-        if self.expected[s] {
-            tick.hits += 1;
-        }
+        self.note_due(s, r.ts, r.interval_ms, watermark);
         self.max_ts = self.max_ts.max(r.ts);
         self.close_ready(out);
     }
@@ -955,7 +1052,14 @@ impl Detector {
             let clock = self.clock();
             let by_watermark = front.ts < clock.saturating_sub(self.p.lateness_ms)
                 || (self.p.lateness_ms == 0 && front.ts < clock);
-            let complete = self.expected_count > 0 && front.hits >= self.expected_count;
+            // Complete when no series is due at or before it any more (all due then have
+            // reported it or something newer). Not before a first tick has closed: until the
+            // watermark closes one, the fleet is not known.
+            let complete = self.closed_ts != NONE_TS
+                && self
+                    .due_count
+                    .first_key_value()
+                    .is_none_or(|(&t, _)| t > front.ts);
             // Held (for inputs behind, `set_frontier`, or for the fleet behind a few series
             // running ahead), but buffering too much.
             let over = clock < self.max_ts && self.open_rows as u64 > self.p.cfg.max_held_samples;
@@ -979,44 +1083,30 @@ impl Detector {
         self.closed_ts = self.closed_ts.max(tick.ts);
         self.process(tick.ts, &tick.rows, true, out);
         self.prune_flaps(before);
-        // The set of series expected in the next tick is the set that reported in this one.
-        // Usually that is the same set as the tick before, and then the expected set stands as
-        // it is. It is when every row was counted against the current set as one of its series
-        // and there are as many rows as it has series (a tick's rows are distinct series),
-        // whatever order they came in; otherwise the rows are compared with the last set.
-        let same_set = tick.counted_gen == self.expected_gen
-            && tick.hits == tick.rows.len()
-            && tick.rows.len() == self.expected_count;
-        #[cfg(debug_assertions)]
-        if same_set {
-            let (mut a, mut b) = (tick.rows.sid.to_vec(), self.prev_sids.clone());
-            a.sort_unstable();
-            b.sort_unstable();
-            debug_assert_eq!(a, b, "a tick counted as the expected set is that set");
+        // Series due at or before this tick that did not report it are not waited for any
+        // more (until they report again).
+        let dropped = self
+            .due_count
+            .first_key_value()
+            .is_some_and(|(&t, _)| t <= self.closed_ts);
+        self.due_count = self.due_count.split_off(&(self.closed_ts + 1));
+        // Some of them may have reported newer samples, buffered in this tick or later ones
+        // (they skipped the time they were due): those are due again after their newest.
+        if dropped {
+            self.resync_until = self.resync_until.max(self.max_ts);
         }
-        if !same_set && tick.rows.sid[..] != self.prev_sids[..] {
-            for &s in &self.prev_sids {
-                self.expected[s as usize] = false;
-            }
-            for &s in &tick.rows.sid {
-                self.expected[s as usize] = true;
-            }
-            self.expected_count = tick.rows.len();
-            self.prev_sids.clear();
-            self.prev_sids.extend_from_slice(&tick.rows.sid);
-            self.expected_gen += 1;
-        }
-        // The next tick's hits, against the expected set (unless they were counted against
-        // this very set).
-        if let Some(next) = self.pending.front_mut() {
-            if next.counted_gen != self.expected_gen {
-                next.hits = next
-                    .rows
-                    .sid
-                    .iter()
-                    .filter(|&&s| self.expected[s as usize])
-                    .count();
-                next.counted_gen = self.expected_gen;
+        if tick.ts <= self.resync_until {
+            for (&s, &dt) in tick.rows.sid.iter().zip(tick.rows.dt.iter()) {
+                let s = s as usize;
+                if self.due[s] <= self.closed_ts {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let to =
+                        self.newest_buffered[s] + ((f64::from(dt) * 1000.0).round() as i64).max(1);
+                    self.due[s] = to;
+                    if to > self.closed_ts {
+                        *self.due_count.entry(to).or_default() += 1;
+                    }
+                }
             }
         }
         tick.rows.clear();
@@ -1081,32 +1171,66 @@ impl Detector {
         // them, and a pass over every row's five f64 start times would cost more than they do).
         mark_run_starts(&mut self.st, &rows.sid, &rows.dt, &self.flags.starts, tsf);
 
-        // Fleet-level view of the tick: per service, is the total success rate conserved?
+        // Fleet-level view of the tick: per service, is the total success rate conserved? Taken
+        // over every series current at the tick (its newest sample less than an interval old),
+        // not only the tick's rows: series whose reporters do not share a clock stamp their
+        // samples at other times, and each tick holds only those at its own.
         if full {
-            service_totals(
-                &rows.sid,
-                &self.service_of,
-                &self.st.s_rate,
-                &self.st.s_lvl,
-                &mut self.svc_rate,
-                &mut self.svc_lvl,
-            );
+            if rows.len() == self.service_of.len() {
+                // Every series is in the tick (the common case): no other is current.
+                service_totals(
+                    &rows.sid,
+                    &self.service_of,
+                    &self.st.s_rate,
+                    &self.st.s_lvl,
+                    &mut self.svc_rate,
+                    &mut self.svc_lvl,
+                );
+            } else {
+                service_totals_current(
+                    tsf,
+                    &self.st.last_ts,
+                    &self.st.interval_s,
+                    &self.service_of,
+                    &self.st.s_rate,
+                    &self.st.s_lvl,
+                    &mut self.svc_rate,
+                    &mut self.svc_lvl,
+                );
+            }
             // A service's own total is the reference: per-cluster baselines can be stale (frozen
             // by an incident, or raised by a long surge) while users' demand is not.
             let tol = cfg.success_drop.conserved_tolerance;
-            let dt = rows.dt.first().copied().map_or(10.0, f64::from);
-            let a = 1.0 - (-dt / cfg.baseline_half_life_s * std::f64::consts::LN_2).exp();
-            let a_short = 1.0 - (-dt / 300.0 * std::f64::consts::LN_2).exp();
+            let tick_dt = rows.dt.first().copied().map_or(10.0, f64::from);
             for svc in 0..self.conserved.len() {
                 let (total, base) = (self.svc_rate[svc], self.svc_base[svc]);
                 if self.svc_lvl[svc] <= 0.0 {
-                    continue; // no series of this service in the tick
+                    continue; // no series of this service current
                 }
-                if base <= 0.0 {
+                // The reference learns for the time since it last did, up to the tick's
+                // interval: ticks of several phases each take their share of it.
+                let since = self.svc_at[svc];
+                self.svc_at[svc] = ts;
+                if self.svc_from[svc] == NONE_TS {
+                    self.svc_from[svc] = ts;
+                }
+                // For its first interval the reference is the total itself: the clusters of
+                // a fleet that does not share a clock become current one phase at a time.
+                #[allow(clippy::cast_possible_truncation)]
+                let first = ts - self.svc_from[svc] < (tick_dt * 1000.0) as i64;
+                if base <= 0.0 || first {
                     self.svc_base[svc] = total;
                     self.conserved[svc] = true;
                     continue;
                 }
+                #[allow(clippy::cast_precision_loss)]
+                let dt = if since == NONE_TS {
+                    tick_dt
+                } else {
+                    ((ts - since) as f64 / 1000.0).clamp(0.0, tick_dt)
+                };
+                let a = 1.0 - (-dt / cfg.baseline_half_life_s * std::f64::consts::LN_2).exp();
+                let a_short = 1.0 - (-dt / 300.0 * std::f64::consts::LN_2).exp();
                 let conserved = total >= (1.0 - tol) * base;
                 self.conserved[svc] = conserved;
                 // Follow the service closely while it is whole; while it is not, follow only
@@ -1806,6 +1930,7 @@ impl BatchCols<'_> {
         Row {
             sid,
             ts,
+            interval_ms: i64::from(self.interval.value(i).max(1)),
             dt: (self.interval.value(i) as F / 1000.0).max(0.001),
             req: convert::count(self.req.value(i)),
             err: convert::count(self.err.value(i)),
@@ -1908,6 +2033,50 @@ mod convert {
 
 /// Whether `ids` are `first`, `first + 1`, ... in that order. (A fold, not `all`: without the
 /// early exit the comparison vectorises.)
+/// Takes one series off the count due at `t`.
+fn take_due(due_count: &mut BTreeMap<i64, usize>, t: i64) {
+    take_due_n(due_count, t, 1);
+}
+
+/// Takes `n` series off the count due at `t`.
+fn take_due_n(due_count: &mut BTreeMap<i64, usize>, t: i64, n: usize) {
+    if let std::collections::btree_map::Entry::Occupied(mut e) = due_count.entry(t) {
+        debug_assert!(*e.get() >= n, "more series reported at {t} than were due");
+        if *e.get() <= n {
+            e.remove();
+        } else {
+            *e.get_mut() -= n;
+        }
+    } else {
+        debug_assert!(false, "no series due at {t}");
+    }
+}
+
+/// Due times being added to `Detector::due_count`, gathered while they agree (a run of rows
+/// with one interval adds one count).
+#[derive(Debug, Default)]
+struct DueTally {
+    at: i64,
+    n: usize,
+}
+
+impl DueTally {
+    fn add(&mut self, at: i64, n: usize, due_count: &mut BTreeMap<i64, usize>) {
+        if self.n > 0 && self.at != at {
+            self.flush(due_count);
+        }
+        self.at = at;
+        self.n += n;
+    }
+
+    fn flush(&mut self, due_count: &mut BTreeMap<i64, usize>) {
+        if self.n > 0 {
+            *due_count.entry(self.at).or_default() += self.n;
+            self.n = 0;
+        }
+    }
+}
+
 fn consecutive_from(ids: &[u32], first: usize) -> bool {
     ids.iter()
         .zip(first..)
@@ -2349,6 +2518,50 @@ fn service_totals(
         }
     }
     for (l, &s) in rest.iter().enumerate() {
+        add(l, s);
+    }
+    for ((r, v), a) in svc_rate.iter_mut().zip(svc_lvl.iter_mut()).zip(&acc) {
+        *r = (a[0] + a[1]) + (a[2] + a[3]);
+        *v = (a[4] + a[5]) + (a[6] + a[7]);
+    }
+}
+
+/// Per service, the sums of the success rates (`svc_rate`) and levels (`svc_lvl`) of its
+/// series current at `ts`: whose newest sample evaluated (`last_ts`) is less than one interval
+/// older (half a millisecond's tolerance for intervals f32 does not hold exactly). Four partial
+/// sums per service, the series taken in order. Its own function so the columns are slices
+/// the compiler knows apart, rather than fields it would reload on every series.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn service_totals_current(
+    ts: f64,
+    last_ts: &[f64],
+    interval_s: &[F],
+    service_of: &[u32],
+    rate: &[F],
+    lvl: &[F],
+    svc_rate: &mut [f64],
+    svc_lvl: &mut [f64],
+) {
+    const LANES: usize = 4;
+    let n = service_of.len();
+    let (last_ts, interval_s, rate, lvl) = (&last_ts[..n], &interval_s[..n], &rate[..n], &lvl[..n]);
+    let mut acc = vec![[0.0f64; 2 * LANES]; svc_rate.len()];
+    let mut add = |l: usize, s: usize| {
+        let current = last_ts[s] + f64::from(interval_s[s]) * 1000.0 - 0.5 > ts && last_ts[s] <= ts;
+        if current {
+            let a = &mut acc[service_of[s] as usize];
+            a[l] += f64::from(rate[s]);
+            a[LANES + l] += f64::from(lvl[s]);
+        }
+    };
+    let whole = n - n % LANES;
+    for c in (0..whole).step_by(LANES) {
+        for l in 0..LANES {
+            add(l, c + l);
+        }
+    }
+    for (l, s) in (whole..n).enumerate() {
         add(l, s);
     }
     for ((r, v), a) in svc_rate.iter_mut().zip(svc_lvl.iter_mut()).zip(&acc) {

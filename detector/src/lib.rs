@@ -2,8 +2,9 @@
 //!
 //! Arrow record batches of samples (see [`schema`]) go in; alert transitions come out. Event
 //! time only: samples are grouped into ticks by their `ts`, ticks close when the watermark (the
-//! newest event time the fleet has reached, minus the allowed lateness) passes them, or as soon as every series
-//! that reported in the previous tick has reported. Per-series state is a struct of arrays
+//! newest event time the fleet has reached, minus the allowed lateness) passes them, or as soon as
+//! no series is due at or before them any more (each series is due at its newest sample's time plus
+//! its interval). Per-series state is a struct of arrays
 //! ([`state::SeriesState`]) updated tick by tick by the kernels in [`kernels`]; exact tests run
 //! only on the rare candidates the kernels flag.
 #![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -728,11 +728,12 @@ fn samples_beyond_the_allowed_lateness_are_counted_not_evaluated() {
 }
 
 #[test]
-fn a_tick_buffered_under_an_older_expected_set_is_recounted_before_it_can_close_early() {
-    // Three ticks wait behind a missing series, each with two rows counted against the three
-    // series expected then. The first closes by the watermark and the expected set shrinks to
-    // its two series; the second is then complete and closes; the third has one of the two
-    // (and one series no longer expected), so it must stay open for the other.
+fn after_an_idle_spell_a_series_is_waited_for_until_it_reports_and_then_at_its_next_time() {
+    // Tick 0 closes by the watermark, which then moves on without samples: every series was
+    // due at tick 1, a time now behind the watermark (its sample would be refused as too late).
+    // Back from the idle spell, ticks 14 and 15 wait for series 2 until it reports (tick 16):
+    // it skipped them, so they close then, without it. Tick 16 still waits for series 1, due
+    // then since its tick-15 sample.
     let keys = keys(3, 1);
     let at = |sid: u32, tick: i64| S {
         sid,
@@ -748,25 +749,114 @@ fn a_tick_buffered_under_an_older_expected_set_is_recounted_before_it_can_close_
         .unwrap();
     d.advance_to(T0 + 13 * STEP, &mut out);
     assert_eq!(d.stats().ticks, 1, "tick 0 closed by the watermark");
-    let waiting = [
-        at(0, 14),
-        at(1, 14),
-        at(0, 15),
-        at(1, 15),
-        at(0, 16),
-        at(2, 16),
-    ];
+    let waiting = [at(0, 14), at(1, 14), at(0, 15), at(1, 15), at(0, 16)];
     d.push_batch(&batch(&waiting), &keys, &mut out).unwrap();
     assert_eq!(d.stats().ticks, 1, "all three wait for series 2");
-    d.advance_to(T0 + 27 * STEP, &mut out);
+    d.push_batch(&batch(&[at(2, 16)]), &keys, &mut out).unwrap();
     assert_eq!(
         d.stats().ticks,
         3,
-        "tick 14 by the watermark, tick 15 complete"
+        "ticks 14 and 15 close once series 2 is past them"
     );
     d.push_batch(&batch(&[at(1, 16)]), &keys, &mut out).unwrap();
     assert_eq!(d.stats().ticks, 4, "tick 16 complete");
     assert_eq!((d.stats().folded_late, d.stats().too_late), (0, 0));
+}
+
+#[test]
+fn a_stalled_series_flushing_its_backlog_out_of_order_is_waited_for() {
+    // Series 2's collector stalls for six ticks while the others report, then flushes the
+    // backlog newest first, within the allowed lateness. Each tick waits for it (it is due at
+    // the first of them, and a newer sample does not mean it skipped the older ones), so every
+    // sample is evaluated in its tick: none late, none taken for a duplicate, and no
+    // telemetry_absent for a series that was only late. Cut into batches of any size.
+    let keys = keys(3, 1);
+    let at = |sid: u32, tick: i64| S {
+        sid,
+        ts: T0 + tick * STEP,
+        interval_ms: 10_000,
+        req: 1000,
+        err: 2,
+        ..S::default()
+    };
+    let mut rows = Vec::new();
+    for t in 0..100 {
+        rows.push(at(0, t));
+        rows.push(at(1, t));
+        if !(60..66).contains(&t) {
+            rows.push(at(2, t));
+        }
+        if t == 67 {
+            rows.extend((60..66).rev().map(|u| at(2, u)));
+        }
+    }
+    for chunk in [1, 7, 1024] {
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for c in rows.chunks(chunk) {
+            d.push_batch(&batch(c), &keys, &mut out).unwrap();
+        }
+        d.finish(&mut out);
+        let s = d.stats();
+        assert_eq!(
+            (s.processed, s.folded_late, s.duplicates, s.too_late),
+            (300, 0, 0, 0),
+            "batches of {chunk}: {s:?}"
+        );
+        assert_eq!(s.ticks, 100, "batches of {chunk}: {s:?}");
+        assert!(out.is_empty(), "batches of {chunk}: {out:?}");
+    }
+}
+
+#[test]
+fn a_fleet_reporting_at_several_phases_closes_each_tick_once_its_series_have_reported() {
+    // Reporters that do not share a clock (scrapes spread over the interval, agents started
+    // at different times) stamp their samples at different offsets. Each tick then holds
+    // one phase's series, and closes as soon as they have all reported it, not two minutes
+    // later at the watermark. Table: phase offsets in ms (one per series), interval.
+    let cases: [(&[i64], u32); 3] = [
+        (&[0, 0, 5_000, 5_000], 10_000),
+        (&[0, 1_000, 2_000, 3_000, 7_000, 9_000], 10_000),
+        (&[0, 250, 500, 750], 1_000),
+    ];
+    for (offsets, interval_ms) in cases {
+        let n = u32::try_from(offsets.len()).unwrap();
+        let keys = keys(n, 2);
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        let step = i64::from(interval_ms);
+        // Three times the allowed lateness (120 s).
+        let rounds = 360_000 / step;
+        for t in 0..rounds {
+            // One round in event-time order: every phase's sample of interval `t`.
+            let rows: Vec<S> = (0..n)
+                .map(|sid| S {
+                    sid,
+                    ts: T0 + t * step + offsets[sid as usize],
+                    interval_ms,
+                    req: 1000,
+                    err: 2,
+                    ..S::default()
+                })
+                .collect();
+            for r in &rows {
+                d.push_batch(&batch(std::slice::from_ref(r)), &keys, &mut out)
+                    .unwrap();
+            }
+            // Once the first tick has closed (by the watermark: the fleet is not known
+            // before), nothing waits.
+            if d.stats().ticks > 0 {
+                assert_eq!(d.open_samples(), 0, "offsets {offsets:?}, round {t}");
+            }
+        }
+        assert!(d.stats().ticks > 0, "offsets {offsets:?}");
+        let s = d.stats();
+        assert_eq!(
+            (s.folded_late, s.duplicates, s.too_late),
+            (0, 0, 0),
+            "{s:?}"
+        );
+    }
 }
 
 #[test]
@@ -815,35 +905,79 @@ fn a_tick_waits_for_a_missing_series_until_the_watermark_passes() {
     d.push_batch(&batch(&rows[upto(60)..upto(62)]), &keys, &mut out)
         .unwrap();
     assert_eq!(d.stats().ticks, 50);
-    // Tick 63 moves the watermark past tick 50: it closes, and once the expected set has shrunk
-    // to series 0, the complete ticks after it close too.
+    // Tick 63 moves the watermark past tick 50: it closes, series 1 is no longer waited for,
+    // and the complete ticks after it close too.
     d.push_batch(&batch(&rows[upto(62)..upto(63)]), &keys, &mut out)
         .unwrap();
     assert_eq!(d.stats().ticks, 64);
 }
 
+/// `rows` with each series' samples `offsets_ms[sid]` later, in event-time order: a fleet whose
+/// reporters do not share a clock.
+fn phased(mut rows: Vec<S>, offsets_ms: &[i64]) -> Vec<S> {
+    for r in &mut rows {
+        r.ts += offsets_ms[r.sid as usize];
+    }
+    rows.sort_by_key(|r| (r.ts, r.sid));
+    rows
+}
+
 #[test]
 fn traffic_moved_between_clusters_of_a_service_is_not_a_loss() {
-    // svc0 runs on c0..c2; c0 is evacuated (requests ~0) and c1, c2 absorb its traffic.
-    let keys = keys(3, 1);
-    let rows = simulate(3, ONSET + 200, 5, |s, t| {
-        let evac = (ONSET..ONSET + 100).contains(&t);
-        let req = match (s, evac) {
-            (0, true) => 0.0,
-            (_, true) => 1500.0,
-            _ => 1000.0,
-        };
-        Shape {
-            req,
+    // svc0 runs on c0..c2; c0 is evacuated (requests ~0) and c1, c2 absorb its traffic. The
+    // service's total is judged over every cluster, also when each reports at its own offset
+    // within the interval (each tick then holds one cluster's sample).
+    for offsets in [[0, 0, 0], [0, 3_000, 7_000], [0, 9_000, 4_500]] {
+        let keys = keys(3, 1);
+        let rows = simulate(3, ONSET + 200, 5, |s, t| {
+            let evac = (ONSET..ONSET + 100).contains(&t);
+            let req = match (s, evac) {
+                (0, true) => 0.0,
+                (_, true) => 1500.0,
+                _ => 1000.0,
+            };
+            Shape {
+                req,
+                ..Shape::default()
+            }
+        });
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        d.push_batch(&batch(&phased(rows, &offsets)), &keys, &mut out)
+            .unwrap();
+        d.finish(&mut out);
+        assert!(out.is_empty(), "offsets {offsets:?}: {out:#?}");
+        assert_eq!(
+            d.stats().moves_suppressed,
+            1,
+            "offsets {offsets:?}: one cluster evacuated once"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_losing_its_traffic_pages_whatever_the_offsets_its_siblings_report_at() {
+    // The same fleet, but nobody absorbs c0's traffic: the service's total is short by a third,
+    // so c0's loss pages within two samples.
+    for offsets in [[0, 0, 0], [0, 3_000, 7_000], [0, 9_000, 4_500]] {
+        let keys = keys(3, 1);
+        let rows = simulate(3, ONSET + 200, 5, |s, t| Shape {
+            req: if s == 0 && (ONSET..ONSET + 100).contains(&t) {
+                0.0
+            } else {
+                1000.0
+            },
             ..Shape::default()
-        }
-    });
-    let mut d = Detector::new(DetectorConfig::default()).unwrap();
-    let mut out = Vec::new();
-    d.push_batch(&batch(&rows), &keys, &mut out).unwrap();
-    d.finish(&mut out);
-    assert!(out.is_empty(), "{out:#?}");
-    assert_eq!(d.stats().moves_suppressed, 1, "one cluster evacuated once");
+        });
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        d.push_batch(&batch(&phased(rows, &offsets)), &keys, &mut out)
+            .unwrap();
+        d.finish(&mut out);
+        let case = format!("offsets {offsets:?}");
+        assert_one_page(&out, (AlertKind::SuccessDrop, "c0"), ONSET, &case);
+        assert_eq!(d.stats().moves_suppressed, 0, "offsets {offsets:?}");
+    }
 }
 
 #[test]
@@ -1386,14 +1520,16 @@ fn a_frontier_holds_ticks_for_partitions_read_behind_the_others() {
 #[test]
 fn a_frontier_that_never_moves_holds_no_more_than_max_held_samples() {
     // An input that never delivers would hold every tick open for ever: the detector closes
-    // the oldest open tick anyway once more than `max_held_samples` are buffered. Series 0 and
-    // 1 take turns reporting, so no tick is ever complete and only the limit closes ticks.
-    let n = 20;
+    // the oldest open tick anyway once more than `max_held_samples` are buffered. Series `s`
+    // reports the ticks before `s` and then stops, so from tick 1 on each tick waits for the
+    // series that has just stopped (and tick 0 for the watermark): none is ever complete and
+    // only the limit closes ticks.
+    let n = 210;
     let rows: Vec<S> = simulate(n, 200, 5, |_, _| Shape::default())
         .into_iter()
-        .filter(|r| r.sid > 1 || i64::from(r.sid) == ((r.ts - T0) / STEP) % 2)
+        .filter(|r| i64::from(r.sid) > (r.ts - T0) / STEP)
         .collect();
-    let per_tick = u64::from(n) - 1;
+    let per_tick = u64::from(n);
     let keys = keys(n, 2);
     for limit in [u64::MAX, 1_000, 50] {
         let mut d = Detector::new(DetectorConfig {
@@ -1412,6 +1548,7 @@ fn a_frontier_that_never_moves_holds_no_more_than_max_held_samples() {
         if limit == u64::MAX {
             assert_eq!(s.ticks, 0, "held for ever: {s:?}");
         } else {
+            assert!(s.ticks > 100, "limit {limit}: {s:?}");
             assert!(open <= limit + per_tick, "limit {limit}: {s:?}");
             assert!(open + per_tick > limit, "closed no more than needed: {s:?}");
         }

@@ -31,7 +31,7 @@ const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 /// the bincode body ([`CheckpointFile`]).
 const MAGIC: &[u8; 8] = b"SPKWCKPT";
 /// Bumped whenever the body's layout changes; another version is refused, never guessed at.
-pub const CHECKPOINT_VERSION: u32 = 9;
+pub const CHECKPOINT_VERSION: u32 = 10;
 
 /// The stream a checkpoint belongs to: resuming from another stream's state would judge one
 /// fleet by another's baselines and skip offsets that mean something else.
