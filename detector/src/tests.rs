@@ -809,6 +809,46 @@ fn a_stalled_series_flushing_its_backlog_out_of_order_is_waited_for() {
 }
 
 #[test]
+fn a_series_that_skipped_a_tick_is_waited_for_again_from_its_next_sample_on() {
+    // Series 1 skips tick 5 (sends 6 instead) and then lags the other series. Tick 5 waits
+    // for it up to the watermark (the sample it owes might still come), then closes without it.
+    // From tick 6 on it is due again on its own schedule, so its lagging samples join their
+    // ticks instead of arriving after them.
+    let keys = keys(2, 1);
+    let at = |sid: u32, tick: i64| S {
+        sid,
+        ts: T0 + tick * STEP,
+        interval_ms: 10_000,
+        req: 1000,
+        err: 2,
+        ..S::default()
+    };
+    let mut rows: Vec<S> = (0..5).flat_map(|t| [at(0, t), at(1, t)]).collect();
+    rows.extend([at(0, 5), at(1, 6)]);
+    rows.extend((6..=18).map(|t| at(0, t)));
+    rows.extend((7..=18).map(|t| at(1, t)));
+    for chunk in [1, 7, 1024] {
+        let mut d = Detector::new(DetectorConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for c in rows.chunks(chunk) {
+            d.push_batch(&batch(c), &keys, &mut out).unwrap();
+        }
+        let s = d.stats();
+        assert_eq!(
+            (s.folded_late, s.too_late, s.duplicates),
+            (0, 0, 0),
+            "batches of {chunk}: {s:?}"
+        );
+        // Everything up to tick 18 is closed: series 1 reported it, series 0 is due at 19.
+        assert_eq!(
+            (s.ticks, s.processed),
+            (19, 37),
+            "batches of {chunk}: {s:?}"
+        );
+    }
+}
+
+#[test]
 fn a_fleet_reporting_at_several_phases_closes_each_tick_once_its_series_have_reported() {
     // Reporters that do not share a clock (scrapes spread over the interval, agents started
     // at different times) stamp their samples at different offsets. Each tick then holds
