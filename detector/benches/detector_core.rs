@@ -5,7 +5,9 @@
 //! on; the detector is warmed up first so the candidate path is live. Data is seeded: a steady
 //! fleet (the headline figure) and a volatile one whose noise keeps many rows in the candidate
 //! pass (see [`Fleet`]). `detect_all_kinds_partition_bursts` delivers the steady fleet as a
-//! consumer catching up on 16 Kafka partitions reads it (see [`partition_bursts`]).
+//! consumer catching up on 16 Kafka partitions reads it (see [`partition_bursts`]);
+//! `detect_all_kinds_phased` with its reporters at eight offsets within the interval (see
+//! [`phased_batch`]).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -280,6 +282,33 @@ fn bench(c: &mut Criterion) {
         });
     }
 
+    // The steady fleet with its reporters at `PHASES` offsets within the interval (see
+    // `phased_batch`): each tick holds one phase's series and closes once they have all
+    // reported, judged against every series current.
+    group.bench_function("detect_all_kinds_phased", |b| {
+        let mut det = Detector::new(DetectorConfig::default()).expect("config");
+        let mut out = Vec::new();
+        let mut tick = 1;
+        while tick <= 100 {
+            let batch = phased_batch(&steady[tick as usize % VARIANTS], tick);
+            det.push_batch(&batch, &keys, &mut out).expect("push");
+            tick += 1;
+        }
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let batch = phased_batch(&steady[tick as usize % VARIANTS], tick);
+                tick += 1;
+                let start = Instant::now();
+                det.push_batch(black_box(&batch), &keys, &mut out)
+                    .expect("push");
+                total += start.elapsed();
+                out.clear();
+            }
+            total
+        });
+    });
+
     // A consumer catching up on a backlog of partitions (see `partition_bursts`): one
     // iteration is `BURST` ticks of every series, so its throughput counts `BURST` times as
     // many samples.
@@ -313,6 +342,22 @@ fn bench(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+/// Offsets within the interval of the `phased` bench.
+const PHASES: i64 = 8;
+
+/// `tick_batch` with the series in `PHASES` blocks of consecutive ids (clusters whose
+/// reporters do not share a clock), block `k` stamped `k * STEP_MS / PHASES` later.
+fn phased_batch(p: &Payload, tick: i64) -> RecordBatch {
+    let n = i64::from(series());
+    let ts = TimestampMillisecondArray::from_iter_values(
+        (0..n).map(|s| T0 + tick * STEP_MS + s * PHASES / n * (STEP_MS / PHASES)),
+    )
+    .with_timezone("UTC");
+    let mut cols = p.cols.clone();
+    cols.insert(1, Arc::new(ts));
+    RecordBatch::try_new(schema::sample_schema(), cols).expect("schema")
 }
 
 /// Partitions of the `partition_bursts` bench, and the ticks each partition's burst covers.

@@ -308,6 +308,13 @@ pub struct Detector {
     /// Per service: the ticks `svc_base` first and last learnt at (`NONE_TS`: never).
     svc_from: Vec<i64>,
     svc_at: Vec<i64>,
+    /// Per series: the success rate and level it adds to `svc_rate` and `svc_lvl` while those
+    /// are kept as running sums over the current series (`totals_kept`), 0 when not current.
+    c_rate: Vec<F>,
+    c_lvl: Vec<F>,
+    /// `svc_rate`/`svc_lvl` are running sums that a tick's rows update: none of the current
+    /// series has stopped being current since they were summed (see `Detector::process`).
+    totals_kept: bool,
     active: HashMap<(SeriesId, AlertKind), Active>,
     stats: DetectorStats,
     /// Per series not yet warm: the event time of the first of the samples it has sent
@@ -431,6 +438,9 @@ impl Detector {
             svc_base: Vec::new(),
             svc_from: Vec::new(),
             svc_at: Vec::new(),
+            c_rate: Vec::new(),
+            c_lvl: Vec::new(),
+            totals_kept: false,
             active: HashMap::new(),
             stats: DetectorStats::default(),
             moves_counted: HashMap::new(),
@@ -529,6 +539,8 @@ impl Detector {
         d.st = snap.st;
         d.newest_buffered = snap.newest_buffered;
         d.due = snap.due;
+        d.c_rate = vec![0.0; n];
+        d.c_lvl = vec![0.0; n];
         d.due_count = BTreeMap::new();
         for &t in &d.due {
             if t > snap.closed_ts {
@@ -566,7 +578,7 @@ impl Detector {
 
     /// Bytes of per-series state (the struct-of-arrays columns and bookkeeping vectors).
     pub fn state_bytes_per_series() -> usize {
-        SeriesState::BYTES + 8 /* newest_buffered */ + 8 /* due */ + 4
+        SeriesState::BYTES + 8 /* newest_buffered */ + 8 /* due */ + 8 /* c_rate, c_lvl */ + 4
         /* service_of */
     }
 
@@ -646,6 +658,8 @@ impl Detector {
         }
         self.newest_buffered.resize(n, NONE_TS);
         self.due.resize(n, NONE_TS);
+        self.c_rate.resize(n, 0.0);
+        self.c_lvl.resize(n, 0.0);
         self.late_since.resize(n, NONE_TS);
         self.late_mark.resize(n.div_ceil(64), 0);
         self.fleet_clock
@@ -848,7 +862,9 @@ impl Detector {
                 if old == ts {
                     arrived += 1;
                 } else {
+                    // Released from a time behind the watermark: it missed a sample.
                     take_due(&mut self.due_count, old);
+                    self.totals_kept = false;
                 }
                 left = left.saturating_sub(1);
                 if left == 0 {
@@ -893,6 +909,10 @@ impl Detector {
                 return;
             }
             take_due(&mut self.due_count, old);
+            if old < ts {
+                // Released from a time behind the watermark: it missed a sample.
+                self.totals_kept = false;
+            }
         }
         let mut to = ts + interval_ms;
         while self.newest_buffered[s] >= to && self.in_open_tick_late(s, to) {
@@ -1081,6 +1101,15 @@ impl Detector {
         self.stats.ticks += 1;
         let before = self.closed_ts;
         self.closed_ts = self.closed_ts.max(tick.ts);
+        // A series due at or before this tick that has not reported it is no longer current:
+        // the service totals are summed afresh.
+        if self
+            .due_count
+            .first_key_value()
+            .is_some_and(|(&t, _)| t <= tick.ts)
+        {
+            self.totals_kept = false;
+        }
         self.process(tick.ts, &tick.rows, true, out);
         self.prune_flaps(before);
         // Series due at or before this tick that did not report it are not waited for any
@@ -1117,6 +1146,11 @@ impl Detector {
     /// evidence into alert transitions.
     fn process(&mut self, ts: i64, rows: &Rows, full: bool, out: &mut Vec<AlertEvent>) {
         let n = rows.len();
+        if !full {
+            // Late samples move their series' rates and newest times outside the service
+            // totals kept: those are summed afresh at the next tick.
+            self.totals_kept = false;
+        }
         self.stats.processed += n as u64;
         #[allow(clippy::cast_precision_loss)]
         let tsf = ts as f64;
@@ -1186,6 +1220,44 @@ impl Detector {
                     &mut self.svc_rate,
                     &mut self.svc_lvl,
                 );
+                self.totals_kept = false;
+            } else if self.totals_kept {
+                // Every series current at the last tick still is (none missed the time it
+                // was due, or its tick would have waited for it): the tick's rows update
+                // their series' shares.
+                service_totals_update(
+                    &rows.sid,
+                    &self.service_of,
+                    &self.st.s_rate,
+                    &self.st.s_lvl,
+                    &mut self.c_rate,
+                    &mut self.c_lvl,
+                    &mut self.svc_rate,
+                    &mut self.svc_lvl,
+                );
+                #[cfg(debug_assertions)]
+                {
+                    let (mut r, mut l) = (self.svc_rate.clone(), self.svc_lvl.clone());
+                    let (mut cr, mut cl) = (self.c_rate.clone(), self.c_lvl.clone());
+                    service_totals_current(
+                        tsf,
+                        &self.st.last_ts,
+                        &self.st.interval_s,
+                        &self.service_of,
+                        &self.st.s_rate,
+                        &self.st.s_lvl,
+                        &mut cr,
+                        &mut cl,
+                        &mut r,
+                        &mut l,
+                    );
+                    for (kept, summed) in self.svc_rate.iter().zip(&r) {
+                        debug_assert!(
+                            (kept - summed).abs() <= 1e-6 * summed.abs().max(1.0),
+                            "service total kept {kept}, summed afresh {summed}"
+                        );
+                    }
+                }
             } else {
                 service_totals_current(
                     tsf,
@@ -1194,9 +1266,12 @@ impl Detector {
                     &self.service_of,
                     &self.st.s_rate,
                     &self.st.s_lvl,
+                    &mut self.c_rate,
+                    &mut self.c_lvl,
                     &mut self.svc_rate,
                     &mut self.svc_lvl,
                 );
+                self.totals_kept = true;
             }
             // A service's own total is the reference: per-cluster baselines can be stale (frozen
             // by an incident, or raised by a long surge) while users' demand is not.
@@ -2528,9 +2603,8 @@ fn service_totals(
 
 /// Per service, the sums of the success rates (`svc_rate`) and levels (`svc_lvl`) of its
 /// series current at `ts`: whose newest sample evaluated (`last_ts`) is less than one interval
-/// older (half a millisecond's tolerance for intervals f32 does not hold exactly). Four partial
-/// sums per service, the series taken in order. Its own function so the columns are slices
-/// the compiler knows apart, rather than fields it would reload on every series.
+/// older (half a millisecond's tolerance for intervals f32 does not hold exactly). Each
+/// series' share (its rate and level, or 0 when not current) is kept in `c_rate`, `c_lvl`.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn service_totals_current(
@@ -2540,32 +2614,45 @@ fn service_totals_current(
     service_of: &[u32],
     rate: &[F],
     lvl: &[F],
+    c_rate: &mut [F],
+    c_lvl: &mut [F],
     svc_rate: &mut [f64],
     svc_lvl: &mut [f64],
 ) {
-    const LANES: usize = 4;
     let n = service_of.len();
     let (last_ts, interval_s, rate, lvl) = (&last_ts[..n], &interval_s[..n], &rate[..n], &lvl[..n]);
-    let mut acc = vec![[0.0f64; 2 * LANES]; svc_rate.len()];
-    let mut add = |l: usize, s: usize| {
+    let (c_rate, c_lvl) = (&mut c_rate[..n], &mut c_lvl[..n]);
+    for s in 0..n {
         let current = last_ts[s] + f64::from(interval_s[s]) * 1000.0 - 0.5 > ts && last_ts[s] <= ts;
-        if current {
-            let a = &mut acc[service_of[s] as usize];
-            a[l] += f64::from(rate[s]);
-            a[LANES + l] += f64::from(lvl[s]);
-        }
-    };
-    let whole = n - n % LANES;
-    for c in (0..whole).step_by(LANES) {
-        for l in 0..LANES {
-            add(l, c + l);
-        }
+        let w: F = if current { 1.0 } else { 0.0 };
+        c_rate[s] = rate[s] * w;
+        c_lvl[s] = lvl[s] * w;
     }
-    for (l, s) in (whole..n).enumerate() {
-        add(l, s);
-    }
-    for ((r, v), a) in svc_rate.iter_mut().zip(svc_lvl.iter_mut()).zip(&acc) {
-        *r = (a[0] + a[1]) + (a[2] + a[3]);
-        *v = (a[4] + a[5]) + (a[6] + a[7]);
+    let all: Vec<u32> = (0..u32::try_from(n).unwrap_or(u32::MAX)).collect();
+    service_totals(&all, service_of, c_rate, c_lvl, svc_rate, svc_lvl);
+}
+
+/// Updates the running service sums `svc_rate`, `svc_lvl` for the series `sids` just
+/// evaluated: each adds the change from its kept share (`c_rate`, `c_lvl`) to its rate and level
+/// now, which become its share.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn service_totals_update(
+    sids: &[u32],
+    service_of: &[u32],
+    rate: &[F],
+    lvl: &[F],
+    c_rate: &mut [F],
+    c_lvl: &mut [F],
+    svc_rate: &mut [f64],
+    svc_lvl: &mut [f64],
+) {
+    for &s in sids {
+        let s = s as usize;
+        let svc = service_of[s] as usize;
+        svc_rate[svc] += f64::from(rate[s]) - f64::from(c_rate[s]);
+        svc_lvl[svc] += f64::from(lvl[s]) - f64::from(c_lvl[s]);
+        c_rate[s] = rate[s];
+        c_lvl[s] = lvl[s];
     }
 }
