@@ -727,6 +727,18 @@ fn samples_beyond_the_allowed_lateness_are_counted_not_evaluated() {
     assert_eq!(d.stats().processed, 100);
 }
 
+/// A 10 s sample of series `sid` for tick `tick`, `req` requests of which `err` failed.
+fn at_tick(sid: u32, tick: i64, req: u64, err: u64) -> S {
+    S {
+        sid,
+        ts: T0 + tick * STEP,
+        interval_ms: 10_000,
+        req,
+        err,
+        ..S::default()
+    }
+}
+
 #[test]
 fn after_an_idle_spell_a_series_is_waited_for_until_it_reports_and_then_at_its_next_time() {
     // Tick 0 closes by the watermark, which then moves on without samples: every series was
@@ -735,14 +747,7 @@ fn after_an_idle_spell_a_series_is_waited_for_until_it_reports_and_then_at_its_n
     // it skipped them, so they close then, without it. Tick 16 still waits for series 1, due
     // then since its tick-15 sample.
     let keys = keys(3, 1);
-    let at = |sid: u32, tick: i64| S {
-        sid,
-        ts: T0 + tick * STEP,
-        interval_ms: 10_000,
-        req: 100,
-        err: 1,
-        ..S::default()
-    };
+    let at = |sid: u32, tick: i64| at_tick(sid, tick, 100, 1);
     let mut d = Detector::new(DetectorConfig::default()).unwrap();
     let mut out = Vec::new();
     d.push_batch(&batch(&[at(0, 0), at(1, 0), at(2, 0)]), &keys, &mut out)
@@ -771,14 +776,7 @@ fn a_stalled_series_flushing_its_backlog_out_of_order_is_waited_for() {
     // sample is evaluated in its tick: none late, none taken for a duplicate, and no
     // telemetry_absent for a series that was only late. Cut into batches of any size.
     let keys = keys(3, 1);
-    let at = |sid: u32, tick: i64| S {
-        sid,
-        ts: T0 + tick * STEP,
-        interval_ms: 10_000,
-        req: 1000,
-        err: 2,
-        ..S::default()
-    };
+    let at = |sid: u32, tick: i64| at_tick(sid, tick, 1000, 2);
     let mut rows = Vec::new();
     for t in 0..100 {
         rows.push(at(0, t));
@@ -815,14 +813,7 @@ fn a_series_that_skipped_a_tick_is_waited_for_again_from_its_next_sample_on() {
     // From tick 6 on it is due again on its own schedule, so its lagging samples join their
     // ticks instead of arriving after them.
     let keys = keys(2, 1);
-    let at = |sid: u32, tick: i64| S {
-        sid,
-        ts: T0 + tick * STEP,
-        interval_ms: 10_000,
-        req: 1000,
-        err: 2,
-        ..S::default()
-    };
+    let at = |sid: u32, tick: i64| at_tick(sid, tick, 1000, 2);
     let mut rows: Vec<S> = (0..5).flat_map(|t| [at(0, t), at(1, t)]).collect();
     rows.extend([at(0, 5), at(1, 6)]);
     rows.extend((6..=18).map(|t| at(0, t)));
