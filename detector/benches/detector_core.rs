@@ -249,35 +249,12 @@ fn bench(c: &mut Criterion) {
         ("detect_all_kinds_volatile_fleet", &volatile),
     ] {
         group.bench_function(name, |b| {
-            let mut det = Detector::new(DetectorConfig {
+            let cfg = DetectorConfig {
                 allowed_lateness_s: 0.0,
                 ..DetectorConfig::default()
-            })
-            .expect("config");
-            let mut out = Vec::new();
-            // Warm up past the detector's warm-up period so the candidate path is live.
-            let mut tick = 1;
-            while tick <= 100 {
-                det.push_batch(
-                    &tick_batch(&payloads[tick as usize % VARIANTS], tick),
-                    &keys,
-                    &mut out,
-                )
-                .expect("push");
-                tick += 1;
-            }
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let batch = tick_batch(&payloads[tick as usize % VARIANTS], tick);
-                    tick += 1;
-                    let start = Instant::now();
-                    det.push_batch(black_box(&batch), &keys, &mut out)
-                        .expect("push");
-                    total += start.elapsed();
-                    out.clear();
-                }
-                total
+            };
+            bench_ticks(b, cfg, &keys, |tick| {
+                tick_batch(&payloads[tick as usize % VARIANTS], tick)
             });
         });
     }
@@ -286,26 +263,8 @@ fn bench(c: &mut Criterion) {
     // `phased_batch`): each tick holds one phase's series and closes once they have all
     // reported, judged against every series current.
     group.bench_function("detect_all_kinds_phased", |b| {
-        let mut det = Detector::new(DetectorConfig::default()).expect("config");
-        let mut out = Vec::new();
-        let mut tick = 1;
-        while tick <= 100 {
-            let batch = phased_batch(&steady[tick as usize % VARIANTS], tick);
-            det.push_batch(&batch, &keys, &mut out).expect("push");
-            tick += 1;
-        }
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let batch = phased_batch(&steady[tick as usize % VARIANTS], tick);
-                tick += 1;
-                let start = Instant::now();
-                det.push_batch(black_box(&batch), &keys, &mut out)
-                    .expect("push");
-                total += start.elapsed();
-                out.clear();
-            }
-            total
+        bench_ticks(b, DetectorConfig::default(), &keys, |tick| {
+            phased_batch(&steady[tick as usize % VARIANTS], tick)
         });
     });
 
@@ -342,6 +301,38 @@ fn bench(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+/// Times a detector (configured by `cfg`) on one batch per tick, `batch_of(tick)`, after
+/// warming it up past its warm-up period so the candidate path is live. Building the batch is
+/// not timed.
+fn bench_ticks(
+    b: &mut criterion::Bencher<'_>,
+    cfg: DetectorConfig,
+    keys: &[SeriesKey],
+    batch_of: impl Fn(i64) -> RecordBatch,
+) {
+    let mut det = Detector::new(cfg).expect("config");
+    let mut out = Vec::new();
+    let mut tick = 1;
+    while tick <= 100 {
+        det.push_batch(&batch_of(tick), keys, &mut out)
+            .expect("push");
+        tick += 1;
+    }
+    b.iter_custom(|iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let batch = batch_of(tick);
+            tick += 1;
+            let start = Instant::now();
+            det.push_batch(black_box(&batch), keys, &mut out)
+                .expect("push");
+            total += start.elapsed();
+            out.clear();
+        }
+        total
+    });
 }
 
 /// Offsets within the interval of the `phased` bench.

@@ -1241,11 +1241,8 @@ impl Detector {
                     let (mut cr, mut cl) = (self.c_rate.clone(), self.c_lvl.clone());
                     service_totals_current(
                         tsf,
-                        &self.st.last_ts,
-                        &self.st.interval_s,
+                        &self.st,
                         &self.service_of,
-                        &self.st.s_rate,
-                        &self.st.s_lvl,
                         &mut cr,
                         &mut cl,
                         &mut r,
@@ -1261,11 +1258,8 @@ impl Detector {
             } else {
                 service_totals_current(
                     tsf,
-                    &self.st.last_ts,
-                    &self.st.interval_s,
+                    &self.st,
                     &self.service_of,
-                    &self.st.s_rate,
-                    &self.st.s_lvl,
                     &mut self.c_rate,
                     &mut self.c_lvl,
                     &mut self.svc_rate,
@@ -2602,25 +2596,22 @@ fn service_totals(
 }
 
 /// Per service, the sums of the success rates (`svc_rate`) and levels (`svc_lvl`) of its
-/// series current at `ts`: whose newest sample evaluated (`last_ts`) is less than one interval
-/// older (half a millisecond's tolerance for intervals f32 does not hold exactly). Each
-/// series' share (its rate and level, or 0 when not current) is kept in `c_rate`, `c_lvl`.
+/// series current at `ts`: whose newest sample evaluated (`st.last_ts`) is less than one
+/// interval older (half a millisecond's tolerance for intervals f32 does not hold exactly).
+/// Each series' share (its rate and level, or 0 when not current) is kept in `c_rate`, `c_lvl`.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 fn service_totals_current(
     ts: f64,
-    last_ts: &[f64],
-    interval_s: &[F],
+    st: &SeriesState,
     service_of: &[u32],
-    rate: &[F],
-    lvl: &[F],
     c_rate: &mut [F],
     c_lvl: &mut [F],
     svc_rate: &mut [f64],
     svc_lvl: &mut [f64],
 ) {
     let n = service_of.len();
-    let (last_ts, interval_s, rate, lvl) = (&last_ts[..n], &interval_s[..n], &rate[..n], &lvl[..n]);
+    let (last_ts, interval_s) = (&st.last_ts[..n], &st.interval_s[..n]);
+    let (rate, lvl) = (&st.s_rate[..n], &st.s_lvl[..n]);
     let (c_rate, c_lvl) = (&mut c_rate[..n], &mut c_lvl[..n]);
     for s in 0..n {
         let current = last_ts[s] + f64::from(interval_s[s]) * 1000.0 - 0.5 > ts && last_ts[s] <= ts;

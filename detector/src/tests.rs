@@ -943,6 +943,18 @@ fn a_tick_waits_for_a_missing_series_until_the_watermark_passes() {
     assert_eq!(d.stats().ticks, 64);
 }
 
+/// Runs `rows` (one batch) through a default detector to the end; its alerts and counters.
+fn run_to_end(keys: &[SeriesKey], rows: &[S]) -> (Vec<AlertEvent>, crate::DetectorStats) {
+    let mut d = Detector::new(DetectorConfig::default()).unwrap();
+    let mut out = Vec::new();
+    d.push_batch(&batch(rows), keys, &mut out).unwrap();
+    d.finish(&mut out);
+    (out, d.stats())
+}
+
+/// Cluster offsets (ms) of the phased tests: aligned, and two spreads over the interval.
+const OFFSETS: [[i64; 3]; 3] = [[0, 0, 0], [0, 3_000, 7_000], [0, 9_000, 4_500]];
+
 /// `rows` with each series' samples `offsets_ms[sid]` later, in event-time order: a fleet whose
 /// reporters do not share a clock.
 fn phased(mut rows: Vec<S>, offsets_ms: &[i64]) -> Vec<S> {
@@ -958,7 +970,7 @@ fn traffic_moved_between_clusters_of_a_service_is_not_a_loss() {
     // svc0 runs on c0..c2; c0 is evacuated (requests ~0) and c1, c2 absorb its traffic. The
     // service's total is judged over every cluster, also when each reports at its own offset
     // within the interval (each tick then holds one cluster's sample).
-    for offsets in [[0, 0, 0], [0, 3_000, 7_000], [0, 9_000, 4_500]] {
+    for offsets in OFFSETS {
         let keys = keys(3, 1);
         let rows = simulate(3, ONSET + 200, 5, |s, t| {
             let evac = (ONSET..ONSET + 100).contains(&t);
@@ -972,15 +984,10 @@ fn traffic_moved_between_clusters_of_a_service_is_not_a_loss() {
                 ..Shape::default()
             }
         });
-        let mut d = Detector::new(DetectorConfig::default()).unwrap();
-        let mut out = Vec::new();
-        d.push_batch(&batch(&phased(rows, &offsets)), &keys, &mut out)
-            .unwrap();
-        d.finish(&mut out);
+        let (out, stats) = run_to_end(&keys, &phased(rows, &offsets));
         assert!(out.is_empty(), "offsets {offsets:?}: {out:#?}");
         assert_eq!(
-            d.stats().moves_suppressed,
-            1,
+            stats.moves_suppressed, 1,
             "offsets {offsets:?}: one cluster evacuated once"
         );
     }
@@ -990,7 +997,7 @@ fn traffic_moved_between_clusters_of_a_service_is_not_a_loss() {
 fn a_cluster_losing_its_traffic_pages_whatever_the_offsets_its_siblings_report_at() {
     // The same fleet, but nobody absorbs c0's traffic: the service's total is short by a third,
     // so c0's loss pages within two samples.
-    for offsets in [[0, 0, 0], [0, 3_000, 7_000], [0, 9_000, 4_500]] {
+    for offsets in OFFSETS {
         let keys = keys(3, 1);
         let rows = simulate(3, ONSET + 200, 5, |s, t| Shape {
             req: if s == 0 && (ONSET..ONSET + 100).contains(&t) {
@@ -1000,14 +1007,10 @@ fn a_cluster_losing_its_traffic_pages_whatever_the_offsets_its_siblings_report_a
             },
             ..Shape::default()
         });
-        let mut d = Detector::new(DetectorConfig::default()).unwrap();
-        let mut out = Vec::new();
-        d.push_batch(&batch(&phased(rows, &offsets)), &keys, &mut out)
-            .unwrap();
-        d.finish(&mut out);
+        let (out, stats) = run_to_end(&keys, &phased(rows, &offsets));
         let case = format!("offsets {offsets:?}");
         assert_one_page(&out, (AlertKind::SuccessDrop, "c0"), ONSET, &case);
-        assert_eq!(d.stats().moves_suppressed, 0, "offsets {offsets:?}");
+        assert_eq!(stats.moves_suppressed, 0, "offsets {offsets:?}");
     }
 }
 
@@ -1077,12 +1080,9 @@ fn a_move_between_clusters_is_counted_once_per_run_however_its_depth_varies() {
                 ..Shape::default()
             }
         });
-        let mut d = Detector::new(DetectorConfig::default()).unwrap();
-        let mut out = Vec::new();
-        d.push_batch(&batch(&rows), &keys(3, 1), &mut out).unwrap();
-        d.finish(&mut out);
+        let (mut out, stats) = run_to_end(&keys(3, 1), &rows);
         assert!(out.is_empty(), "{}: {out:#?}", case.name);
-        assert_eq!(d.stats().moves_suppressed, case.runs, "{}", case.name);
+        assert_eq!(stats.moves_suppressed, case.runs, "{}", case.name);
         // Restored from a snapshot in the middle of the (first) move: still counted once.
         let split = 3 * usize::try_from(ONSET + 10).unwrap();
         let mut d = Detector::new(DetectorConfig::default()).unwrap();
